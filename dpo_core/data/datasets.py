@@ -1,0 +1,172 @@
+"""Datasets and their pairs in the store: create, look up, insert in bulk, read."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from ..errors import DataError, NotFoundError
+from ..store import Store, dumps, now
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+@dataclass
+class Pair:
+    """One preference pair as users see it. Text fields are plain strings (conversational rows
+    keep their message lists as JSON text)."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    split: str = "train"
+    source: str = ""
+    tags: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    note: str = ""
+    meta: dict = field(default_factory=dict)
+    id: int | None = None
+    version: int = 1
+    deleted: bool = False
+
+    def as_record(self) -> dict:
+        """The TRL shape: {prompt, chosen, rejected}."""
+        return {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+
+
+@dataclass
+class Dataset:
+    id: int
+    name: str
+    created: float
+    parent_id: int | None
+    recipe: dict
+    prompt_format: dict
+    description: str = ""
+
+
+def _dataset_from_row(row) -> Dataset:
+    return Dataset(
+        id=row["id"], name=row["name"], created=row["created"], parent_id=row["parent_id"],
+        recipe=json.loads(row["recipe_json"] or "{}"),
+        prompt_format=json.loads(row["prompt_format"] or "{}"),
+        description=row["description"],
+    )
+
+
+def pair_from_row(row) -> Pair:
+    return Pair(
+        id=row["id"], prompt=row["prompt"], chosen=row["chosen"], rejected=row["rejected"],
+        split=row["split"], source=row["source"], tags=json.loads(row["tags"]),
+        flags=json.loads(row["flags"]), note=row["note"], meta=json.loads(row["meta_json"]),
+        version=row["version"], deleted=bool(row["deleted"]),
+    )
+
+
+def create_dataset(store: Store, name: str, *, parent_id: int | None = None,
+                   recipe: dict | None = None, prompt_format: dict | None = None,
+                   description: str = "") -> Dataset:
+    """Create an empty dataset; the name must be new."""
+    name = (name or "").strip()
+    if not name:
+        raise DataError("A dataset needs a name.", "Pass --dataset NAME (letters, digits, - and _).")
+    with store.write() as conn:
+        if conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone():
+            raise DataError(f"A dataset named '{name}' already exists.",
+                            "Choose another name, or delete the existing dataset first.")
+        cur = conn.execute(
+            "INSERT INTO datasets(name, created, parent_id, recipe_json, prompt_format, description)"
+            " VALUES(?,?,?,?,?,?)",
+            (name, now(), parent_id, dumps(recipe or {}), dumps(prompt_format or {}), description),
+        )
+        dataset_id = cur.lastrowid
+    return get_dataset(store, dataset_id)
+
+
+def get_dataset(store: Store, name_or_id: str | int) -> Dataset:
+    """A dataset by name or id; NotFoundError lists the names that exist."""
+    if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
+        row = store.query_one("SELECT * FROM datasets WHERE id=?", (int(name_or_id),))
+    else:
+        row = None
+    if row is None:
+        row = store.query_one("SELECT * FROM datasets WHERE name=?", (str(name_or_id),))
+    if row is None:
+        names = [r["name"] for r in store.query("SELECT name FROM datasets ORDER BY id LIMIT 20")]
+        raise NotFoundError(f"No dataset '{name_or_id}' in this workspace.",
+                            f"Use one of: {', '.join(names) or '(none yet)'}; or import one with "
+                            "`python -m dpo_core data import`.")
+    return _dataset_from_row(row)
+
+
+def list_datasets(store: Store) -> list[dict]:
+    """Every dataset with its live pair counts per split."""
+    rows = store.query(
+        "SELECT d.*, COUNT(p.id) AS n, "
+        "SUM(CASE WHEN p.split='train' THEN 1 ELSE 0 END) AS n_train, "
+        "SUM(CASE WHEN p.split='eval' THEN 1 ELSE 0 END) AS n_eval "
+        "FROM datasets d LEFT JOIN pairs p ON p.dataset_id=d.id AND p.deleted=0 "
+        "GROUP BY d.id ORDER BY d.id"
+    )
+    out = []
+    for row in rows:
+        ds = _dataset_from_row(row)
+        out.append({"id": ds.id, "name": ds.name, "pairs": row["n"], "train": row["n_train"] or 0,
+                    "eval": row["n_eval"] or 0, "parent_id": ds.parent_id, "created": ds.created,
+                    "recipe": ds.recipe, "prompt_format": ds.prompt_format,
+                    "description": ds.description})
+    return out
+
+
+def insert_pairs(store: Store, dataset_id: int, pairs: Iterable[Pair]) -> int:
+    """Insert pairs in one transaction (all or nothing); returns how many were written."""
+    t = now()
+    rows = (
+        (dataset_id, p.prompt, p.chosen, p.rejected, p.split, p.source, dumps(p.tags),
+         dumps(p.flags), p.note, dumps(p.meta), t, t)
+        for p in pairs
+    )
+    with store.write() as conn:
+        cur = conn.executemany(
+            "INSERT INTO pairs(dataset_id, prompt, chosen, rejected, split, source, tags, flags,"
+            " note, meta_json, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            rows,
+        )
+    return cur.rowcount
+
+
+def count_pairs(store: Store, dataset_id: int, split: str | None = None) -> int:
+    if split is None:
+        return store.scalar("SELECT COUNT(*) FROM pairs WHERE dataset_id=? AND deleted=0",
+                            (dataset_id,))
+    return store.scalar("SELECT COUNT(*) FROM pairs WHERE dataset_id=? AND deleted=0 AND split=?",
+                        (dataset_id, split))
+
+
+def iter_pairs(store: Store, dataset_id: int, split: str | None = None,
+               batch: int = 5000) -> Iterator[Pair]:
+    """Live pairs of a dataset in id order, read in keyset batches."""
+    last = 0
+    while True:
+        if split is None:
+            rows = store.query("SELECT * FROM pairs WHERE dataset_id=? AND deleted=0 AND id>? "
+                               "ORDER BY id LIMIT ?", (dataset_id, last, batch))
+        else:
+            rows = store.query("SELECT * FROM pairs WHERE dataset_id=? AND deleted=0 AND split=? "
+                               "AND id>? ORDER BY id LIMIT ?", (dataset_id, split, last, batch))
+        if not rows:
+            return
+        for row in rows:
+            yield pair_from_row(row)
+        last = rows[-1]["id"]
+
+
+def delete_dataset(store: Store, name_or_id: str | int) -> None:
+    """Delete a dataset and its pairs and edit history."""
+    ds = get_dataset(store, name_or_id)
+    with store.write() as conn:
+        conn.execute("DELETE FROM edits WHERE dataset_id=?", (ds.id,))
+        conn.execute("DELETE FROM pairs WHERE dataset_id=?", (ds.id,))
+        conn.execute("UPDATE datasets SET parent_id=NULL WHERE parent_id=?", (ds.id,))
+        conn.execute("DELETE FROM datasets WHERE id=?", (ds.id,))

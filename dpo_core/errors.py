@@ -1,0 +1,46 @@
+"""One exception family: every message says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class DPOLabError(Exception):
+    """Base error. `str(err)` is a full sentence for a user; `fix` is the suggested remedy."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, fix: str | None = None):
+        self.message = message
+        self.fix = fix
+        super().__init__(f"{message} Fix: {fix}" if fix else message)
+
+
+class ConfigError(DPOLabError):
+    """A configuration value is invalid (names the field, the value and the fix)."""
+
+
+class DataError(DPOLabError):
+    """Input data is malformed (names the file, the row/field and the accepted shapes)."""
+
+
+class ModelError(DPOLabError):
+    """A model spec cannot be resolved, prepared or loaded."""
+
+
+class StoreError(DPOLabError):
+    """The workspace store is unusable (locked, corrupt, newer than this code)."""
+
+
+class NotFoundError(DPOLabError):
+    """A named object (dataset, pair, run) does not exist."""
+
+
+class ConflictError(DPOLabError):
+    """An edit was made on a stale version; nothing was overwritten."""
+
+    def __init__(self, message: str, fix: str | None = None, current: dict | None = None):
+        super().__init__(message, fix)
+        self.current = current
+
+
+class JobError(DPOLabError):
+    """A background job cannot be started, stopped or resumed."""

@@ -1,0 +1,162 @@
+"""Prompt formats: how a prompt and a reply become model text. One object for train, eval and chat.
+
+Two kinds:
+- `chat`: the tokenizer's chat template (instruction models such as SmolLM2-Instruct), with an
+  optional system text;
+- `plain`: a text template for models trained on plain text, such as the CHILDES minimal pairs
+  (`*MOT: what is that ?` followed by ` *CHI: it is a ball .`). `user_tag`/`reply_tag` let chat
+  turn a typed line into the tagged form and make the model continue as the child.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from .errors import ConfigError
+
+FormatKind = Literal["chat", "plain"]
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How prompts and replies are rendered to text."""
+
+    kind: FormatKind = "plain"
+    template: str = "{prompt}"
+    separator: str = " "
+    user_tag: str = ""
+    reply_tag: str = ""
+    system: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        if self.kind not in ("chat", "plain"):
+            raise ConfigError(f"prompt_format.kind is '{self.kind}'.", "Use 'chat' or 'plain'.")
+        if self.kind == "plain" and "{prompt}" not in self.template:
+            raise ConfigError(f"prompt_format.template '{self.template}' has no {{prompt}}.",
+                              "Put {prompt} where the prompt text goes, e.g. '{prompt}'.")
+
+    # -- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict | str | None) -> PromptFormat:
+        if not data:
+            return cls()
+        if isinstance(data, str):
+            data = json.loads(data)
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    @property
+    def label(self) -> str:
+        if self.kind == "chat":
+            return "chat template" + (" + system" if self.system else "")
+        tags = f" ({self.user_tag} -> {self.reply_tag})" if self.user_tag or self.reply_tag else ""
+        return f"plain '{self.template}'{tags}"
+
+    # -- rendering ----------------------------------------------------------------------
+    def render_prompt(self, prompt: str, tokenizer=None, system: str | None = None) -> str:
+        """The text the model sees before the reply."""
+        if self.kind == "plain":
+            text = self.template.replace("{prompt}", prompt)
+            sys_text = system if system is not None else self.system
+            return f"{sys_text}\n{text}" if sys_text else text
+        messages = _messages(prompt)
+        sys_text = system if system is not None else self.system
+        if sys_text and not any(m["role"] == "system" for m in messages):
+            messages = [{"role": "system", "content": sys_text}] + messages
+        return _apply_template(tokenizer, messages, add_generation_prompt=True)
+
+    def render_reply(self, reply: str, tokenizer=None) -> str:
+        """The reply text as it follows the rendered prompt (training and scoring)."""
+        if self.kind == "plain":
+            return self.separator + reply
+        end = _end_of_turn(tokenizer)
+        return reply + end
+
+    def user_turn(self, text: str) -> str:
+        """A typed chat line in this format's prompt shape (plain: add the user tag)."""
+        text = text.strip()
+        if self.kind == "plain" and self.user_tag and not text.startswith(self.user_tag):
+            return f"{self.user_tag} {text}"
+        return text
+
+    def render_conversation(self, history: list[tuple[str, str]], message: str,
+                            tokenizer=None) -> str:
+        """Prompt text for a multi-turn chat: earlier (user, reply) turns, then the new message."""
+        if self.kind == "chat":
+            msgs = []
+            if self.system:
+                msgs.append({"role": "system", "content": self.system})
+            for user, reply in history:
+                msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+            msgs.append({"role": "user", "content": message})
+            return _apply_template(tokenizer, msgs, add_generation_prompt=True)
+        parts = []
+        for user, reply in history:
+            parts.append(self.user_turn(user) + self.separator + self.reply_turn(reply))
+        parts.append(self.render_prompt(self.user_turn(message)))
+        text = self.separator.join(parts)
+        if self.reply_tag:
+            text += self.separator + self.reply_tag
+        return text
+
+    def reply_turn(self, text: str) -> str:
+        text = text.strip()
+        if self.kind == "plain" and self.reply_tag and not text.startswith(self.reply_tag):
+            return f"{self.reply_tag} {text}"
+        return text
+
+    def history_as_prompt(self, history: list[tuple[str, str]], message: str) -> str:
+        """A chat exchange as a dataset prompt (the shape pairs are stored in)."""
+        if self.kind == "chat":
+            msgs = []
+            for user, reply in history:
+                msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+            if not msgs:
+                return message
+            msgs.append({"role": "user", "content": message})
+            return json.dumps(msgs, ensure_ascii=False)
+        parts = [self.user_turn(u) + self.separator + self.reply_turn(r) for u, r in history]
+        parts.append(self.user_turn(message))
+        return self.separator.join(parts)
+
+
+CHILDES_FORMAT = PromptFormat(kind="plain", template="{prompt}", separator=" ",
+                              user_tag="*MOT:", reply_tag="*CHI:")
+CHAT_FORMAT = PromptFormat(kind="chat")
+
+
+def _messages(prompt: str) -> list[dict]:
+    """A prompt as chat messages: a JSON message list is used as is, plain text is one user turn."""
+    stripped = prompt.lstrip()
+    if stripped.startswith("[{"):
+        try:
+            msgs = json.loads(stripped)
+            if all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
+                return msgs
+        except json.JSONDecodeError:
+            pass
+    return [{"role": "user", "content": prompt}]
+
+
+def _apply_template(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
+    if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+        raise ConfigError("The chat prompt format needs a tokenizer with a chat template.",
+                          "Use a plain prompt format for this model (prompt_format.kind: plain).")
+    return tokenizer.apply_chat_template(messages, tokenize=False,
+                                         add_generation_prompt=add_generation_prompt)
+
+
+def _end_of_turn(tokenizer) -> str:
+    """The text that closes an assistant turn in the chat template (e.g. <|im_end|>)."""
+    if tokenizer is None:
+        return ""
+    probe = _apply_template(tokenizer, [{"role": "user", "content": "x"},
+                                        {"role": "assistant", "content": "REPLY"}], False)
+    tail = probe.split("REPLY", 1)[1] if "REPLY" in probe else ""
+    return tail.rstrip("\n") if tail.strip() else (tokenizer.eos_token or "")

@@ -1,0 +1,72 @@
+"""Data workbench speed: page fetch, search and save edit at 100k vs 1k pairs; import vs pandas."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from dpo_core.data import edits
+from dpo_core.data.io import import_pairs
+from dpo_core.store import Store
+
+CSV = Path(__file__).resolve().parents[1].parent / "shared/data/childes-dpo/len_pairs_no_overlap_1.csv"
+
+
+def _best(fn, n=20) -> float:
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times) * 1000
+
+
+def _records(n: int) -> list[dict]:
+    df = pd.read_csv(CSV)
+    out = []
+    for i in range(n):
+        good, bad = df.pospair[i % len(df)].split("\t"), df.negpair[i % len(df)].split("\t")
+        out.append({"prompt": good[0], "chosen": f"{good[1]} v{i // len(df)}",
+                    "rejected": bad[1].strip()})
+    return out
+
+
+def _measure(store: Store, name: str) -> dict:
+    mid = edits.page(store, name, limit=1).first_id + 500
+    pair = edits.get_pair(store, mid)
+
+    def save():
+        nonlocal pair
+        pair = edits.update_pair(store, pair.id, {"note": str(time.time())}, pair.version)
+
+    return {"page": _best(lambda: edits.page(store, name, after=mid, limit=50)),
+            "search": _best(lambda: edits.page(store, name, search="ball", limit=50)),
+            "save": _best(save)}
+
+
+def main() -> None:
+    if not CSV.exists():
+        sys.exit(f"{CSV} not present")
+    store = Store(Path(tempfile.mkdtemp()) / "bench.db")
+    import_pairs(store, _records(1_000), dataset="small")
+    import_pairs(store, _records(100_000), dataset="big")
+    small, big = _measure(store, "small"), _measure(store, "big")
+    for key in small:
+        print(f"{key:<7} 1k {small[key]:7.2f} ms   100k {big[key]:7.2f} ms   "
+              f"ratio {big[key] / small[key]:.2f}")
+    t = time.perf_counter()
+    pd.read_csv(CSV)
+    pandas_s = time.perf_counter() - t
+    t = time.perf_counter()
+    import_pairs(store, CSV, dataset="childes")
+    import_s = time.perf_counter() - t
+    print(f"import 25k CSV {import_s * 1000:.0f} ms, pandas.read_csv {pandas_s * 1000:.0f} ms, "
+          f"ratio {import_s / pandas_s:.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Browse pairs a page at a time and change them; every change is an edit record that can be undone.
+
+Paging is keyset (`id > after`), so a page costs the same at 1k or 100k pairs. Each pair has a
+version: an edit names the version it was made on, and a stale one is refused as a conflict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ..errors import ConflictError, DataError, NotFoundError
+from ..store import Store, dumps, now
+from .datasets import Pair, get_dataset, pair_from_row
+
+EDITABLE = ("prompt", "chosen", "rejected", "split", "source", "tags", "flags", "note", "meta",
+            "deleted")
+_COLUMN = {"meta": "meta_json"}
+_JSON_FIELDS = ("tags", "flags", "meta")
+
+
+@dataclass
+class Page:
+    pairs: list[Pair]
+    first_id: int | None
+    last_id: int | None
+    has_more: bool
+
+
+def fts_query(text: str) -> str:
+    """Quote every word so user text never reaches FTS5 syntax (AND, NEAR, quotes, '*')."""
+    words = text.split()
+    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def page(store: Store, dataset: str | int, *, after: int | None = None,
+         before: int | None = None, limit: int = 50, split: str | None = None,
+         source: str | None = None, tag: str | None = None, flag: str | None = None,
+         search: str | None = None, ids: list[int] | None = None,
+         deleted: bool = False) -> Page:
+    """One page of pairs in id order, after (or before) a given id, with optional filters."""
+    ds = get_dataset(store, dataset)
+    where, params = ["dataset_id=?", "deleted=?"], [ds.id, int(deleted)]
+    for column, value in (("split", split), ("source", source)):
+        if value:
+            where.append(f"{column}=?")
+            params.append(value)
+    for column, value in (("tags", tag), ("flags", flag)):
+        if value:
+            where.append(f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value=?)")
+            params.append(value)
+    if search and search.strip():
+        where.append("id IN (SELECT rowid FROM pairs_fts WHERE pairs_fts MATCH ?)")
+        params.append(fts_query(search))
+    if ids is not None:
+        where.append("id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(ids))
+    order = "ASC"
+    if before is not None:
+        where.append("id<?")
+        params.append(before)
+        order = "DESC"
+    elif after is not None:
+        where.append("id>?")
+        params.append(after)
+    rows = store.query(f"SELECT * FROM pairs WHERE {' AND '.join(where)} ORDER BY id {order} "
+                       "LIMIT ?", (*params, limit + 1))
+    has_more = len(rows) > limit
+    pairs = [pair_from_row(r) for r in rows[:limit]]
+    if order == "DESC":
+        pairs.reverse()
+    return Page(pairs, pairs[0].id if pairs else None, pairs[-1].id if pairs else None, has_more)
+
+
+def get_pair(store: Store, pair_id: int) -> Pair:
+    row = store.query_one("SELECT * FROM pairs WHERE id=?", (pair_id,))
+    if row is None:
+        raise NotFoundError(f"No pair {pair_id}.", "Reload the page; it may have been removed.")
+    return pair_from_row(row)
+
+
+def _values(pair: Pair, fields) -> dict:
+    return {f: getattr(pair, f) for f in fields}
+
+
+def update_pair(store: Store, pair_id: int, changes: dict, expected_version: int,
+                actor: str = "", action: str = "edit") -> Pair:
+    """Apply `changes` if the pair is still at `expected_version`; record the edit."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise DataError(f"Cannot edit field(s) {', '.join(sorted(unknown))}.",
+                        f"Editable fields: {', '.join(EDITABLE)}.")
+    for key in ("prompt", "chosen", "rejected"):
+        if key in changes and not isinstance(changes[key], str):
+            raise DataError(f"Field {key} must be text.", "Enter text.")
+    with store.write() as conn:
+        current = get_pair(store, pair_id)
+        if current.version != expected_version:
+            raise ConflictError(
+                f"Pair {pair_id} was changed elsewhere (you edited version {expected_version}, "
+                f"it is now at version {current.version}); nothing was saved.",
+                "Reload the pair, compare both versions, and apply your change again.",
+                current={"current": _values(current, EDITABLE) | {"version": current.version},
+                         "yours": changes, "your_version": expected_version})
+        _apply(conn, current, changes, action, actor)
+    return get_pair(store, pair_id)
+
+
+def _apply(conn, current: Pair, changes: dict, action: str, actor: str) -> int:
+    """Write changes and their edit record; returns the edit id."""
+    before = _values(current, changes)
+    sets, params = [], []
+    for key, value in changes.items():
+        sets.append(f"{_COLUMN.get(key, key)}=?")
+        params.append(dumps(value) if key in _JSON_FIELDS else
+                      int(value) if key == "deleted" else value)
+    version = current.version + 1
+    conn.execute(f"UPDATE pairs SET {', '.join(sets)}, version=?, updated=? WHERE id=?",
+                 (*params, version, now(), current.id))
+    dataset_id = conn.execute("SELECT dataset_id FROM pairs WHERE id=?",
+                              (current.id,)).fetchone()[0]
+    cur = conn.execute(
+        "INSERT INTO edits(pair_id, dataset_id, at, actor, action, version, before_json,"
+        " after_json) VALUES(?,?,?,?,?,?,?,?)",
+        (current.id, dataset_id, now(), actor, action, version, dumps(before), dumps(changes)))
+    return cur.lastrowid
+
+
+def swap_pair(store: Store, pair_id: int, expected_version: int, actor: str = "") -> Pair:
+    """Exchange chosen and rejected."""
+    p = get_pair(store, pair_id)
+    return update_pair(store, pair_id, {"chosen": p.rejected, "rejected": p.chosen},
+                       expected_version, actor, action="swap")
+
+
+def delete_pair(store: Store, pair_id: int, expected_version: int, actor: str = "") -> Pair:
+    return update_pair(store, pair_id, {"deleted": True}, expected_version, actor, "delete")
+
+
+def restore_pair(store: Store, pair_id: int, expected_version: int, actor: str = "") -> Pair:
+    return update_pair(store, pair_id, {"deleted": False}, expected_version, actor, "restore")
+
+
+def mark_pair(store: Store, pair_id: int, expected_version: int, *, tag: str | None = None,
+              flag: str | None = None, note: str | None = None, remove: bool = False,
+              actor: str = "") -> Pair:
+    """Add (or remove) a tag or flag, or set the note."""
+    p = get_pair(store, pair_id)
+    changes: dict = {}
+    for key, value in (("tags", tag), ("flags", flag)):
+        if value:
+            items = [v for v in getattr(p, key) if v != value]
+            changes[key] = items if remove else items + [value]
+    if note is not None:
+        changes["note"] = note
+    return update_pair(store, pair_id, changes, expected_version, actor, action="mark")
+
+
+def add_pair(store: Store, dataset: str | int, pair: Pair, actor: str = "") -> Pair:
+    """Add one pair to a dataset (recorded, so undo removes it)."""
+    ds = get_dataset(store, dataset)
+    for key in ("prompt", "chosen", "rejected"):
+        if not isinstance(getattr(pair, key), str) or not getattr(pair, key).strip():
+            raise DataError(f"The new pair's {key} is empty.", "Fill in prompt, chosen and "
+                            "rejected.")
+    t = now()
+    with store.write() as conn:
+        cur = conn.execute(
+            "INSERT INTO pairs(dataset_id, prompt, chosen, rejected, split, source, tags, flags,"
+            " note, meta_json, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+            (ds.id, pair.prompt, pair.chosen, pair.rejected, pair.split, pair.source,
+             dumps(pair.tags), dumps(pair.flags), pair.note, dumps(pair.meta), t, t))
+        pair_id = cur.lastrowid
+        conn.execute("INSERT INTO edits(pair_id, dataset_id, at, actor, action, version,"
+                     " before_json, after_json) VALUES(?,?,?,?,'add',1,?,?)",
+                     (pair_id, ds.id, t, actor, dumps({"deleted": True}),
+                      dumps(pair.as_record())))
+    return get_pair(store, pair_id)
+
+
+def undo(store: Store, edit_id: int | None = None, *, dataset: str | int | None = None,
+         actor: str = "") -> Pair:
+    """Undo one edit (or the last live edit of a dataset) by writing its before-values back."""
+    with store.write() as conn:
+        if edit_id is None:
+            ds = get_dataset(store, dataset)
+            row = conn.execute("SELECT * FROM edits WHERE dataset_id=? AND undone=0 AND "
+                               "action!='undo' ORDER BY id DESC LIMIT 1", (ds.id,)).fetchone()
+        else:
+            row = conn.execute("SELECT * FROM edits WHERE id=?", (edit_id,)).fetchone()
+        if row is None:
+            raise NotFoundError("There is no edit to undo.", "Make an edit first.")
+        if row["undone"] or row["action"] == "undo":
+            raise DataError(f"Edit {row['id']} is already undone.", "Pick another edit.")
+        current = get_pair(store, row["pair_id"])
+        _apply(conn, current, json.loads(row["before_json"]), "undo", actor)
+        conn.execute("UPDATE edits SET undone=1 WHERE id=?", (row["id"],))
+    return get_pair(store, row["pair_id"])
+
+
+def history(store: Store, pair_id: int) -> list[dict]:
+    """Every edit of a pair, oldest first."""
+    rows = store.query("SELECT * FROM edits WHERE pair_id=? ORDER BY id", (pair_id,))
+    return [{"id": r["id"], "at": r["at"], "actor": r["actor"], "action": r["action"],
+             "version": r["version"], "before": json.loads(r["before_json"] or "{}"),
+             "after": json.loads(r["after_json"] or "{}"), "undone": bool(r["undone"])}
+            for r in rows]

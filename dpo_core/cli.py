@@ -18,6 +18,8 @@ AREAS = (
     "dpo_core.core_cli",
     "dpo_core.data.cli",
     "dpo_core.training.cli",
+    "dpo_core.training.external",
+    "dpo_core.data.generate_cli",
     "dpo_core.evaluation_cli",
     "dpo_core.generation_cli",
     "dpo_core.demo.cli",

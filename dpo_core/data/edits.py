@@ -38,38 +38,69 @@ def page(store: Store, dataset: str | int, *, after: int | None = None,
          source: str | None = None, tag: str | None = None, flag: str | None = None,
          search: str | None = None, ids: list[int] | None = None,
          deleted: bool = False) -> Page:
-    """One page of pairs in id order, after (or before) a given id, with optional filters."""
+    """One page of pairs in id order, after (or before) a given id, with optional filters.
+
+    A search is driven from the full-text index in rowid order, bounded to the dataset's id range
+    and joined to pairs, so it stops after `limit + 1` hits instead of collecting every match.
+    """
     ds = get_dataset(store, dataset)
-    where, params = ["dataset_id=?", "deleted=?"], [ds.id, int(deleted)]
-    for column, value in (("split", split), ("source", source)):
-        if value:
-            where.append(f"{column}=?")
-            params.append(value)
-    for column, value in (("tags", tag), ("flags", flag)):
-        if value:
-            where.append(f"EXISTS (SELECT 1 FROM json_each({column}) WHERE value=?)")
-            params.append(value)
-    if search and search.strip():
-        where.append("id IN (SELECT rowid FROM pairs_fts WHERE pairs_fts MATCH ?)")
-        params.append(fts_query(search))
-    if ids is not None:
-        where.append("id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(ids))
-    order = "ASC"
-    if before is not None:
-        where.append("id<?")
-        params.append(before)
-        order = "DESC"
-    elif after is not None:
-        where.append("id>?")
-        params.append(after)
-    rows = store.query(f"SELECT * FROM pairs WHERE {' AND '.join(where)} ORDER BY id {order} "
-                       "LIMIT ?", (*params, limit + 1))
+    source_sql, where, params = _filtered(store, ds.id, split=split, source=source, tag=tag,
+                                          flag=flag, search=search, ids=ids, deleted=deleted,
+                                          after=after, before=before)
+    key = "f.rowid" if source_sql.startswith("pairs_fts") else "p.id"
+    order = "DESC" if before is not None else "ASC"
+    rows = store.query(f"SELECT p.* FROM {source_sql} WHERE {' AND '.join(where)} "
+                       f"ORDER BY {key} {order} LIMIT ?", (*params, limit + 1))
     has_more = len(rows) > limit
     pairs = [pair_from_row(r) for r in rows[:limit]]
     if order == "DESC":
         pairs.reverse()
     return Page(pairs, pairs[0].id if pairs else None, pairs[-1].id if pairs else None, has_more)
+
+
+def count_matches(store: Store, dataset: str | int, *, cap: int = 1000, **filters) -> int:
+    """How many pairs match the filters, counting at most `cap + 1` (show `cap`+ beyond cap)."""
+    ds = get_dataset(store, dataset)
+    source_sql, where, params = _filtered(store, ds.id, **filters)
+    return store.scalar(f"SELECT COUNT(*) FROM (SELECT 1 FROM {source_sql} WHERE "
+                        f"{' AND '.join(where)} LIMIT ?)", (*params, cap + 1))
+
+
+def _filtered(store: Store, dataset_id: int, *, split=None, source=None, tag=None, flag=None,
+              search=None, ids=None, deleted=False, after=None,
+              before=None) -> tuple[str, list[str], list]:
+    """FROM clause, WHERE terms and parameters for the filters (pairs aliased as p)."""
+    where, params = ["p.dataset_id=?", "p.deleted=?"], [dataset_id, int(deleted)]
+    source_sql = "pairs p"
+    if search and search.strip():
+        lo, hi = (store.scalar(f"SELECT {fn}(id) FROM pairs WHERE dataset_id=? AND deleted=?",
+                               (dataset_id, int(deleted))) or 0 for fn in ("MIN", "MAX"))
+        if before is not None:
+            hi = min(hi, before - 1)
+        elif after is not None:
+            lo = max(lo, after + 1)
+        # FTS drives (CROSS JOIN fixes the order): rowid-ordered matches inside the id range.
+        source_sql = "pairs_fts f CROSS JOIN pairs p ON p.id=f.rowid"
+        where += ["pairs_fts MATCH ?", "f.rowid BETWEEN ? AND ?"]
+        params += [fts_query(search), lo, hi]
+    elif before is not None:
+        where.append("p.id<?")
+        params.append(before)
+    elif after is not None:
+        where.append("p.id>?")
+        params.append(after)
+    for column, value in (("split", split), ("source", source)):
+        if value:
+            where.append(f"p.{column}=?")
+            params.append(value)
+    for column, value in (("tags", tag), ("flags", flag)):
+        if value:
+            where.append(f"EXISTS (SELECT 1 FROM json_each(p.{column}) WHERE value=?)")
+            params.append(value)
+    if ids is not None:
+        where.append("p.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(ids))
+    return source_sql, where, params
 
 
 def get_pair(store: Store, pair_id: int) -> Pair:

@@ -1,0 +1,125 @@
+"""The trainer callback that reports a run to the store: metrics, progress, samples, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from transformers import TrainerCallback
+
+from ..store import Store, now
+from .checkpoints import mark_complete
+
+PROGRESS_EVERY_S = 1.0  # the runs row is updated at most this often (heartbeat + step)
+
+
+class SimulatedOOM(RuntimeError):
+    """Raised by the `debug.oom_at_step` hook; classified like a real CUDA out-of-memory error."""
+
+    def __init__(self, step: int):
+        super().__init__(f"CUDA out of memory (simulated at step {step}). Tried to allocate 2.00 GiB")
+
+
+def write_metrics(store: Store, run_id: str, step: int, logs: dict, at: float | None = None) -> int:
+    """Upsert one log record: TRL keys verbatim, `eval_*` keys in split 'eval'; returns rows."""
+    at = at or now()
+    rows = []
+    for key, value in logs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        value = float(value)
+        split = "eval" if key.startswith("eval_") else "train"
+        rows.append((run_id, step, split, key, value if math.isfinite(value) else None, at))
+    if rows:
+        with store.write() as conn:
+            # REPLACE gives the row a new id, so incremental readers (after_id) see rewritten values
+            conn.executemany("INSERT OR REPLACE INTO metrics(run_id, step, split, key, value, at) "
+                             "VALUES(?,?,?,?,?,?)", rows)
+    return len(rows)
+
+
+class LabCallback(TrainerCallback):
+    """Writes every logged metric (plus tokens/s), progress, samples and checkpoint markers."""
+
+    def __init__(self, store: Store, run_id: str, *, stop_flag=None, sampler=None,
+                 sample_every: int = 0, oom_at_step: int = 0, step_delay: float = 0.0,
+                 write: bool = True, metrics: bool = True):
+        self.store, self.run_id = store, run_id
+        self.stop_flag = stop_flag or (lambda: False)
+        self.sampler = sampler
+        self.sample_every = sample_every
+        self.oom_at_step, self.step_delay = oom_at_step, step_delay
+        self.write = write  # False on non-main processes
+        self.metrics = metrics  # False only when benchmarking the metrics writer off
+        self._last_progress = 0.0
+        self._last_tokens: tuple[float, float] | None = None
+        self.last_logs: dict[str, float] = {}
+
+    # -- progress -------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kw):
+        if self._main(state):
+            self._progress(state.global_step, state.max_steps, force=True)
+
+    def on_step_end(self, args, state, control, **kw):
+        step = state.global_step
+        if self.step_delay:
+            time.sleep(self.step_delay)
+        if self.oom_at_step and step >= self.oom_at_step:
+            raise SimulatedOOM(step)
+        if self._main(state):
+            self._progress(step, state.max_steps)
+            if self.sampler and self.sample_every and step % self.sample_every == 0:
+                self.sampler(step)
+        if self.stop_flag():
+            # finish this step, write a checkpoint, then leave the loop
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def _progress(self, step: int, total: int, force: bool = False) -> None:
+        t = time.monotonic()
+        if not force and t - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = t
+        with self.store.write() as conn:
+            conn.execute("UPDATE runs SET step=?, total_steps=?, heartbeat=? WHERE id=?",
+                         (step, total, now(), self.run_id))
+
+    # -- metrics --------------------------------------------------------------------------
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not logs or not self._main(state):
+            return
+        logs = dict(logs)
+        tokens = logs.get("num_tokens")
+        t = time.monotonic()
+        if isinstance(tokens, (int, float)) and not any(k.startswith("eval_") for k in logs):
+            if self._last_tokens and t > self._last_tokens[1]:
+                logs["tokens/s"] = (tokens - self._last_tokens[0]) / (t - self._last_tokens[1])
+            self._last_tokens = (tokens, t)
+        self.last_logs.update({k: v for k, v in logs.items() if isinstance(v, (int, float))})
+        if self.metrics:
+            write_metrics(self.store, self.run_id, state.global_step, logs)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def on_save(self, args, state, control, **kw):
+        if not state.is_world_process_zero:
+            return
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if folder.is_dir():
+            mark_complete(folder, state.global_step)
+            self._progress(state.global_step, state.max_steps, force=True)
+
+    def on_train_end(self, args, state, control, **kw):
+        if self._main(state):
+            self._progress(state.global_step, state.max_steps, force=True)
+
+    def _main(self, state) -> bool:
+        return self.write and state.is_world_process_zero
+
+
+def write_sample(store: Store, run_id: str, step: int, prompt: str, completion: str) -> None:
+    with store.write() as conn:
+        conn.execute("INSERT INTO samples(run_id, step, prompt, completion, at) VALUES(?,?,?,?,?)",
+                     (run_id, step, prompt, completion, now()))
+

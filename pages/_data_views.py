@@ -1,0 +1,528 @@
+"""Sections of the Data page: picker, filters, paged editor, review, checks, stats, transforms, I/O.
+
+Actions run in widget callbacks (before the body draws), so the body always shows the state after
+the action. Errors from callbacks are kept in session state and shown once by `_messages()`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import html
+import random
+from collections import Counter
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from dpo_core.data import edits, transforms
+from dpo_core.data.checks import run_checks
+from dpo_core.data.datasets import Dataset, Pair, get_dataset
+from dpo_core.data.io import EXPORT_FORMATS, FORMATS, export_pairs, import_pairs, parse_mapping
+from dpo_core.errors import ConflictError, DPOLabError
+from dpo_core.store import open_store
+from pages._widgets import workspace
+
+PAGE_SIZE = 25
+COUNT_CAP = 1000
+ALL = "(all)"
+EDIT_COLUMNS = ["prompt", "chosen", "rejected", "split", "source", "tags", "flags", "note"]
+S = st.session_state
+
+
+# -- cached summaries (keyed on dataset and its latest edit: a rerun never rescans) ----------
+def edit_mark(db, dataset_id: int) -> int:
+    """The latest edit id of a dataset: changes whenever its pairs change."""
+    return db.scalar("SELECT COALESCE(MAX(id), 0) FROM edits WHERE dataset_id=?", (dataset_id,))
+
+
+@st.cache_data(show_spinner="Counting ...", max_entries=16)
+def summary(db_path: str, dataset_id: int, created: float, mark: int) -> dict:
+    """Counts per split/source, tag and flag names, and word lengths (sampled for charts)."""
+    db = open_store(db_path)
+    rows = db.query("SELECT split, source, prompt, chosen, rejected FROM pairs "
+                    "WHERE dataset_id=? AND deleted=0", (dataset_id,))
+    names = {col: sorted(r[0] for r in db.query(
+        f"SELECT DISTINCT j.value FROM pairs p, json_each(p.{col}) j "
+        "WHERE p.dataset_id=? AND p.deleted=0", (dataset_id,))) for col in ("tags", "flags")}
+    sample = random.Random(0).sample(list(rows), min(len(rows), 5000))
+    return {"total": len(rows), "splits": dict(Counter(r["split"] for r in rows)),
+            "sources": dict(Counter(r["source"] or "(none)" for r in rows)),
+            "raw_sources": sorted({r["source"] for r in rows if r["source"]}),
+            "tags": names["tags"], "flags": names["flags"],
+            "lengths": {k: [len(r[k].split()) for r in sample]
+                        for k in ("prompt", "chosen", "rejected")}}
+
+
+@st.cache_data(show_spinner="Running checks ...", max_entries=16)
+def check_results(db_path: str, dataset_id: int, created: float, mark: int) -> dict:
+    return run_checks(open_store(db_path), dataset_id)
+
+
+# -- callbacks helpers ------------------------------------------------------------------------
+def _run(fn, *args, ok: str = "", **kwargs):
+    """Run an action from a callback; keep its message (or conflict) for the body to show."""
+    try:
+        result = fn(*args, **kwargs)
+    except ConflictError as exc:
+        S.setdefault("data_conflicts", []).append(exc.current)
+        S["data_msg"] = ("error", exc.message)
+        return None
+    except DPOLabError as exc:
+        S["data_msg"] = ("error", exc.message + (f"\n\n**Fix:** {exc.fix}" if exc.fix else ""))
+        return None
+    if ok:
+        S["data_msg"] = ("success", ok)
+    _refresh()
+    return result
+
+
+def _refresh() -> None:
+    S["data_nonce"] = S.get("data_nonce", 0) + 1
+
+
+def _messages() -> None:
+    kind, text = S.pop("data_msg", (None, None))
+    if kind:
+        getattr(st, kind)(text)
+    conflicts = S.get("data_conflicts") or []
+    for c in conflicts:
+        current, yours = c["current"], c["yours"]
+        st.warning(f"Conflict on pair {c.get('pair_id', '')}: nothing was saved. Both versions:")
+        fields = sorted(set(yours) | {"prompt", "chosen", "rejected"})
+        left, right = st.columns(2)
+        left.markdown(f"**Yours** (edited version {c['your_version']})")
+        left.json({f: yours.get(f, current.get(f)) for f in fields})
+        right.markdown(f"**Current** (version {current['version']})")
+        right.json({f: current.get(f) for f in fields})
+    if conflicts and st.button("Dismiss conflicts", key="data_dismiss"):
+        S["data_conflicts"] = []
+        st.rerun()
+
+
+# -- picker and filters -----------------------------------------------------------------------
+def _pick(name: str) -> None:
+    S["dataset"] = name
+    S["data_picker_next"] = name
+
+
+def dataset_picker(db) -> Dataset | None:
+    """Choose a dataset; honours st.session_state["dataset"] set by other pages."""
+    names = [r["name"] for r in db.query("SELECT name FROM datasets ORDER BY id")]
+    if not names:
+        return None
+    wanted = S.pop("data_picker_next", None) or S.get("dataset")
+    if wanted in names and wanted != S.get("data_picker"):
+        S["data_picker"] = wanted
+    elif S.get("data_picker") not in names:
+        S["data_picker"] = names[0]
+    name = st.selectbox("Dataset", names, key="data_picker",
+                        on_change=lambda: S.update(dataset=S["data_picker"]))
+    S["dataset"] = name
+    return get_dataset(db, name)
+
+
+def _clear_check() -> None:
+    S["data_check"] = ALL
+
+
+def filter_bar(summary_: dict, checks: dict) -> dict:
+    """Search box and filters; returns keyword arguments for edits.page()."""
+    top = st.columns([3, 2, 1], vertical_alignment="bottom")
+    search = top[0].text_input("Search prompt, chosen, rejected", key="data_search",
+                               placeholder="words to find")
+    options = [ALL, *checks]
+    if S.get("data_check") not in options:
+        S["data_check"] = ALL
+    check = top[1].selectbox("Failing check", options, key="data_check",
+                             format_func=lambda c: c if c == ALL else
+                             f"{c} ({checks[c]['count']:,})")
+    deleted = top[2].toggle("Deleted pairs", key="data_deleted",
+                            help="Show deleted pairs (to restore them) instead of live ones.")
+    cols = st.columns(4)
+    split = cols[0].selectbox("Split", [ALL, *sorted(summary_["splits"])], key="data_split")
+    source = cols[1].selectbox("Source", [ALL, *summary_["raw_sources"]], key="data_source")
+    tag = cols[2].selectbox("Tag", [ALL, *summary_["tags"]], key="data_tag")
+    flag = cols[3].selectbox("Flag", [ALL, *summary_["flags"]], key="data_flag")
+    pick = {k: (None if v == ALL else v) for k, v in
+            {"split": split, "source": source, "tag": tag, "flag": flag}.items()}
+    return {**pick, "search": search.strip() or None, "deleted": deleted,
+            "ids": checks[check]["ids"] if check != ALL else None, "check": check}
+
+
+def _query(filters: dict) -> dict:
+    return {k: v for k, v in filters.items() if k != "check"}
+
+
+def _signature(dataset: Dataset, filters: dict) -> tuple:
+    return (dataset.id, *(str(filters[k]) for k in ("split", "source", "tag", "flag", "search",
+                                                     "deleted", "check")))
+
+
+# -- browse and edit --------------------------------------------------------------------------
+def _snapshot(db, dataset: Dataset, filters: dict) -> dict:
+    """The page as the user loaded it (with versions): edits are checked against it."""
+    sig = _signature(dataset, filters)
+    if S.get("data_sig") != sig:
+        S["data_sig"], S["data_cursor"] = sig, None
+    key = (sig, S.get("data_cursor"), S.get("data_nonce", 0))
+    snap = S.get("data_snap")
+    if snap is None or snap["key"] != key:
+        where, at = S.get("data_cursor") or (None, None)
+        pg = edits.page(db, dataset.id, limit=PAGE_SIZE, **_query(filters),
+                        **({where: at} if where else {}))
+        if not pg.pairs and where:  # stepped past the end (rows changed): back to the start
+            S["data_cursor"] = None
+            pg = edits.page(db, dataset.id, limit=PAGE_SIZE, **_query(filters))
+        more_before = where is not None and bool(pg.pairs) and edits.page(
+            db, dataset.id, before=pg.first_id, limit=1, **_query(filters)).pairs != []
+        snap = {"key": (sig, S.get("data_cursor"), S.get("data_nonce", 0)),
+                "pairs": [p.__dict__.copy() for p in pg.pairs], "has_more": pg.has_more,
+                "has_prev": more_before, "first": pg.first_id, "last": pg.last_id}
+        S["data_snap"] = snap
+    return snap
+
+
+def _count(db, dataset: Dataset, filters: dict, total: int) -> tuple[int, str]:
+    """Matching pairs and how to show them: the cached total when nothing filters, else a count
+    that stops at COUNT_CAP + 1 (shown as "1,000+")."""
+    if not any(v for k, v in filters.items() if k != "check") and filters["check"] == ALL:
+        return total, f"{total:,}"
+    n = edits.count_matches(db, dataset.id, cap=COUNT_CAP, **_query(filters))
+    return n, f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
+
+
+def _frame(pairs: list[dict]) -> pd.DataFrame:
+    rows = [{"id": p["id"], "version": p["version"],
+             **{c: ", ".join(p[c]) if c in ("tags", "flags") else p[c] for c in EDIT_COLUMNS}}
+            for p in pairs]
+    return pd.DataFrame(rows, columns=["id", "version", *EDIT_COLUMNS])
+
+
+def _changes(original: dict, edited: dict) -> dict:
+    changes = {}
+    for col, value in edited.items():
+        if col not in EDIT_COLUMNS:
+            continue
+        if col in ("tags", "flags"):
+            value = [v.strip() for v in str(value or "").split(",") if v.strip()]
+        elif value is None:
+            value = ""
+        if value != original[col]:
+            changes[col] = value
+    return changes
+
+
+def _save_editor(editor_key: str) -> None:
+    """Save every edited row of the page with the version it was loaded at."""
+    snap, state = S["data_snap"], S.get(editor_key) or {}
+    saved, S["data_conflicts"] = 0, []
+    for row, edited in (state.get("edited_rows") or {}).items():
+        original = snap["pairs"][int(row)]
+        changes = _changes(original, edited)
+        if not changes:
+            continue
+        try:
+            edits.update_pair(workspace_store(), original["id"], changes, original["version"],
+                              actor="data page")
+            saved += 1
+        except ConflictError as exc:
+            S["data_conflicts"].append({**exc.current, "pair_id": original["id"]})
+        except DPOLabError as exc:
+            S["data_msg"] = ("error", f"Pair {original['id']}: {exc.message}")
+    if S["data_conflicts"]:
+        S["data_msg"] = ("error", f"Saved {saved} row(s); {len(S['data_conflicts'])} refused "
+                                  "because someone else changed them first.")
+    elif "data_msg" not in S:
+        S["data_msg"] = ("success", f"Saved {saved} row(s).")
+    _refresh()
+
+
+def workspace_store():
+    return open_store(workspace().db_path)
+
+
+def _step(where: str, at: int | None) -> None:
+    S["data_cursor"] = (where, at) if at is not None else None
+
+
+@st.fragment
+def browse(db, dataset: Dataset, filters: dict, total: int) -> None:
+    """The paged table: Prev/Next by id, edit in place, per-row actions, add, undo, history."""
+    _messages()
+    snap = _snapshot(db, dataset, filters)
+    _, shown = _count(db, dataset, filters, total)
+    nav = st.columns([1, 1, 4])
+    nav[0].button("◀ Prev", key="data_prev", disabled=not snap["has_prev"],
+                  on_click=_step, args=("before", snap["first"]))
+    nav[1].button("Next ▶", key="data_next", disabled=not snap["has_more"],
+                  on_click=_step, args=("after", snap["last"]))
+    ids = [p["id"] for p in snap["pairs"]]
+    nav[2].caption(f"{shown} matching pairs · showing ids {ids[0]}–{ids[-1]}" if ids
+                   else f"{shown} matching pairs")
+    if not ids:
+        st.info("No pairs match.")
+    else:
+        editor_key = f"data_editor_{abs(hash(snap['key']))}"
+        st.data_editor(_frame(snap["pairs"]), key=editor_key, hide_index=True,
+                       disabled=["id", "version"], width="stretch",
+                       column_config={c: st.column_config.TextColumn(c, width="medium")
+                                      for c in ("prompt", "chosen", "rejected")})
+        st.button("Save edits", key="data_save", type="primary", on_click=_save_editor,
+                  args=(editor_key,))
+        _row_actions(snap["pairs"])
+    cols = st.columns(3)
+    cols[0].button("Undo last edit", key="data_undo", on_click=lambda: _run(
+        edits.undo, workspace_store(), dataset=dataset.id, actor="data page",
+        ok="Undid the last edit."))
+    cols[1].button("Reload page", key="data_reload", on_click=_refresh)
+    with cols[2].popover("Add a pair"):
+        _add_form(dataset)
+
+
+def _row_actions(pairs: list[dict]) -> None:
+    by_id = {p["id"]: p for p in pairs}
+    pid = st.selectbox("Pair", list(by_id), key="data_row",
+                       format_func=lambda i: f"{i}: {by_id[i]['prompt'][:70]}")
+    if pid not in by_id:
+        return
+    p, store_ = by_id[pid], workspace_store
+    cols = st.columns(6)
+    cols[0].button("Swap chosen/rejected", key="data_swap", on_click=lambda: _run(
+        edits.swap_pair, store_(), pid, p["version"], actor="data page", ok=f"Swapped {pid}."))
+    if p["deleted"]:
+        cols[1].button("Restore", key="data_restore", on_click=lambda: _run(
+            edits.restore_pair, store_(), pid, p["version"], ok=f"Restored {pid}."))
+    else:
+        cols[1].button("Delete", key="data_delete", on_click=lambda: _run(
+            edits.delete_pair, store_(), pid, p["version"], ok=f"Deleted {pid}."))
+    for col, field in ((cols[2], "tag"), (cols[3], "flag")):
+        value = col.text_input(f"Add {field}", key=f"data_new_{field}")
+        col.button(f"Add {field}", key=f"data_add_{field}", disabled=not value.strip(),
+                   on_click=lambda f=field, v=value: _run(
+                       edits.mark_pair, store_(), pid, p["version"], **{f: v.strip()},
+                       ok=f"Added {f} '{v.strip()}' to {pid}."))
+    note = cols[4].text_input("Note", value=p["note"], key=f"data_note_{pid}_{p['version']}")
+    cols[4].button("Save note", key="data_save_note", on_click=lambda: _run(
+        edits.mark_pair, store_(), pid, p["version"], note=note, ok=f"Saved note on {pid}."))
+    with st.expander(f"History of pair {pid}"):
+        rows = edits.history(store_(), pid)
+        if rows:
+            st.dataframe(pd.DataFrame([{**r, "before": str(r["before"]), "after": str(r["after"])}
+                                       for r in rows]), hide_index=True, width="stretch")
+        else:
+            st.caption("No edits yet.")
+
+
+def _add_form(dataset: Dataset) -> None:
+    with st.form("data_add_form", clear_on_submit=True):
+        prompt = st.text_area("Prompt")
+        chosen = st.text_area("Chosen")
+        rejected = st.text_area("Rejected")
+        split = st.text_input("Split", value="train")
+        if st.form_submit_button("Add pair"):
+            pair = _run(edits.add_pair, workspace_store(), dataset.id,
+                        Pair(prompt=prompt, chosen=chosen, rejected=rejected, split=split or
+                             "train", source="added"), actor="data page")
+            if pair is not None:
+                S["data_msg"] = ("success", f"Added pair {pair.id}.")
+                st.rerun()
+
+
+# -- review -----------------------------------------------------------------------------------
+def word_diff(a: str, b: str) -> tuple[str, str]:
+    """HTML of a and b with the words that differ marked (<mark> in a, <del> in b)."""
+    wa, wb = a.split(), b.split()
+    out_a, out_b = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).get_opcodes():
+        left, right = html.escape(" ".join(wa[i1:i2])), html.escape(" ".join(wb[j1:j2]))
+        if op == "equal":
+            out_a.append(left)
+            out_b.append(right)
+        else:
+            if left:
+                out_a.append(f"<mark>{left}</mark>")
+            if right:
+                out_b.append(f"<del>{right}</del>")
+    return " ".join(out_a), " ".join(out_b)
+
+
+def _review_act(action: str, pair: dict) -> None:
+    """Apply the verdict to the text the annotator saw (refused if that text changed since)."""
+    store_, pid = workspace_store(), pair["id"]
+    current = edits.get_pair(store_, pid)
+    same = all(getattr(current, f) == pair[f] for f in ("prompt", "chosen", "rejected"))
+    version = current.version if same else pair["version"]
+    done = True
+    if action == "keep":
+        done = _run(edits.mark_pair, store_, pid, version, tag="reviewed", actor="review")
+    elif action == "swap":
+        done = _run(edits.swap_pair, store_, pid, version, actor="review")
+        if done is not None:
+            _run(edits.mark_pair, store_, pid, version + 1, tag="reviewed", actor="review")
+    elif action == "flag":
+        done = _run(edits.mark_pair, store_, pid, version, flag="review", actor="review")
+    if done is not None:
+        S["data_review_after"] = pid
+        S["data_reviewed"] = S.get("data_reviewed", 0) + (action != "skip")
+
+
+@st.fragment
+def review(db, dataset: Dataset, filters: dict, total: int) -> None:
+    """One pair at a time: prompt, chosen vs rejected with differences marked, and a verdict."""
+    sig = _signature(dataset, filters)
+    if S.get("data_review_sig") != sig:
+        S["data_review_sig"], S["data_review_after"], S["data_reviewed"] = sig, None, 0
+    pg = edits.page(db, dataset.id, after=S["data_review_after"], limit=1, **_query(filters))
+    total, shown = _count(db, dataset, filters, total)
+    done = S.get("data_reviewed", 0)
+    st.progress(min(1.0, done / max(total, 1)),
+                text=f"Reviewed {done:,} of {shown} pairs in this filter (this session)")
+    if not pg.pairs:
+        st.success("End of the filtered set.")
+        st.button("Start again", key="data_review_restart",
+                  on_click=lambda: S.update(data_review_after=None))
+        return
+    pair = pg.pairs[0].__dict__.copy()
+    chosen_html, rejected_html = word_diff(pair["chosen"], pair["rejected"])
+    st.markdown(f"**Pair {pair['id']}** · split `{pair['split']}` · tags "
+                f"{', '.join(pair['tags']) or '—'} · flags {', '.join(pair['flags']) or '—'}")
+    st.markdown(f"**Prompt**\n\n{html.escape(pair['prompt'])}")
+    left, right = st.columns(2)
+    left.markdown(f"**Chosen**\n\n{chosen_html}", unsafe_allow_html=True)
+    right.markdown(f"**Rejected**\n\n{rejected_html}", unsafe_allow_html=True)
+    cols = st.columns(4)
+    for col, (label, action, key) in zip(cols, [("Keep", "keep", "k"), ("Swap", "swap", "s"),
+                                                ("Flag", "flag", "f"), ("Skip", "skip", "j")], strict=True):
+        col.button(f"{label} ({key.upper()})", key=f"data_review_{action}", shortcut=key,
+                   on_click=_review_act, args=(action, pair), width="stretch")
+    _messages_inline()
+
+
+def _messages_inline() -> None:
+    kind, text = S.pop("data_msg", (None, None))
+    if kind == "error":
+        st.error(text)
+
+
+# -- checks and stats -------------------------------------------------------------------------
+def checks_panel(checks: dict) -> None:
+    st.caption("Pairs failing each check (live pairs). Show one to filter the table to it.")
+    for name, result in checks.items():
+        cols = st.columns([2, 1, 1])
+        cols[0].markdown(f"**{name.replace('_', ' ')}**")
+        cols[1].markdown(f"{result['count']:,}")
+        cols[2].button("Show", key=f"data_show_{name}", disabled=not result["count"],
+                       on_click=lambda n=name: S.update(data_check=n))
+    st.button("Clear check filter", key="data_clear_check", on_click=_clear_check)
+
+
+def stats_panel(summary_: dict) -> None:
+    left, right = st.columns(2)
+    for col, key, title in ((left, "splits", "Pairs per split"),
+                            (right, "sources", "Pairs per source")):
+        frame = pd.DataFrame({"name": list(summary_[key]), "pairs": list(summary_[key].values())})
+        col.plotly_chart(px.bar(frame, x="name", y="pairs", title=title), key=f"data_{key}")
+    lengths = pd.DataFrame(summary_["lengths"])
+    if lengths.empty:
+        return
+    long = lengths.melt(var_name="field", value_name="words")
+    left.plotly_chart(px.histogram(long, x="words", color="field", barmode="overlay",
+                                   title="Length in words (sample of up to 5,000 pairs)"),
+                      key="data_hist")
+    right.plotly_chart(px.scatter(lengths, x="chosen", y="rejected", opacity=0.4,
+                                  title="Chosen vs rejected length (words)"), key="data_scatter")
+
+
+# -- transforms, import, export ---------------------------------------------------------------
+def transform_panel(db, dataset: Dataset) -> None:
+    op = st.selectbox("Transform", ["split", "noise", "dedupe", "filter", "sample"],
+                      key="data_op", format_func={
+                          "split": "Train/eval split", "noise": "Label noise (flip a fraction)",
+                          "dedupe": "Deduplicate", "filter": "Filter by check or search",
+                          "sample": "Sample N"}.get)
+    args: dict = {}
+    if op == "split":
+        args["eval_size"] = st.number_input("Eval size (fraction < 1 or count)", value=0.1,
+                                            min_value=0.0, key="data_eval_size")
+        args["first"] = st.radio("How", ["random", "first N train"], key="data_split_how",
+                                 horizontal=True) != "random"
+    if op == "noise":
+        args["flip"] = st.slider("Fraction to flip", 0.0, 1.0, 0.1, key="data_flip")
+    if op == "filter":
+        args["check"] = st.selectbox("Check", [None, *run_checks_names()], key="data_f_check")
+        args["search"] = st.text_input("or search", key="data_f_search") or None
+        args["keep"] = st.toggle("Keep only the matches (instead of dropping them)",
+                                 key="data_f_keep")
+    if op == "sample":
+        args["n"] = st.number_input("N", min_value=1, value=100, step=1, key="data_n")
+    if op in ("split", "noise", "sample"):
+        args["seed"] = st.number_input("Seed", value=0, step=1, key="data_seed")
+    into = st.text_input("New dataset name", value=f"{dataset.name}-{op}", key=f"data_into_{op}")
+    fns = {"split": transforms.split_dataset, "noise": transforms.add_label_noise,
+           "dedupe": transforms.dedupe, "filter": transforms.filter_dataset,
+           "sample": transforms.sample_dataset}
+    if st.button("Create dataset", key="data_transform"):
+        if "n" in args:
+            args["n"] = int(args["n"])
+        made = fns[op](db, dataset.id, into=into, **args)
+        st.success(f"Created {made.name}.")
+        _pick(made.name)
+        st.rerun()
+
+
+def run_checks_names() -> list[str]:
+    from dpo_core.data.checks import CHECKS
+
+    return [c for c in CHECKS if c != "too_long"]
+
+
+def export_panel(db, dataset: Dataset) -> None:
+    st.subheader("Export")
+    cols = st.columns([1, 1, 2])
+    fmt = cols[0].selectbox("Format", EXPORT_FORMATS, key="data_export_fmt")
+    split = cols[1].selectbox("Split", [ALL, "train", "eval"], key="data_export_split")
+    if st.button("Prepare export", key="data_export"):
+        path = workspace().exports / f"{dataset.name}.{fmt}"
+        n = export_pairs(db, dataset.id, path, fmt, None if split == ALL else split)
+        S["data_export_file"] = (str(path), n)
+    ready = S.get("data_export_file")
+    if ready and ready[0].endswith(f"{dataset.name}.{fmt}"):
+        with open(ready[0], "rb") as fh:
+            st.download_button(f"Download {ready[1]:,} pairs ({fmt})", fh.read(),
+                               file_name=ready[0].rsplit("/", 1)[-1], key="data_download")
+        if fmt == "csv":
+            st.caption("The CSV guards cells starting with = + - @ (and tab/CR/NUL) with a "
+                       "leading ' so spreadsheets do not run them as formulas.")
+
+
+def import_form(db) -> None:
+    st.subheader("Import")
+    with st.form("data_import_form"):
+        upload = st.file_uploader("File (CSV, JSON, JSON Lines, Parquet)", key="data_upload")
+        hub = st.text_input("... or a Hugging Face dataset id (needs network)", key="data_hub")
+        cols = st.columns(3)
+        fmt = cols[0].selectbox("Format", FORMATS, key="data_import_fmt")
+        split = cols[1].selectbox("Split", ["train", "eval"], key="data_import_split")
+        name = cols[2].text_input("New dataset name", key="data_import_name")
+        mapping = st.text_input("Column mapping (optional)", key="data_import_map",
+                                placeholder="prompt=question,chosen=good,rejected=bad")
+        submitted = st.form_submit_button("Import")
+    if not submitted:
+        return
+    source = hub.strip() or None
+    if upload is not None:
+        path = workspace().cache / "uploads" / upload.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(upload.getvalue())
+        source = path
+    if source is None:
+        st.error("Choose a file or enter a hub dataset id.")
+        return
+    name = name.strip() or (upload.name.rsplit(".", 1)[0] if upload else hub.split("/")[-1])
+    result = import_pairs(db, source, dataset=name, format=fmt if upload else "hub",
+                          mapping=parse_mapping(mapping), split=split)
+    S["data_msg"] = ("success", f"Imported {result.count:,} pairs into {result.dataset.name} "
+                                f"(shape: {result.shape}).")
+    _pick(result.dataset.name)
+    st.rerun()

@@ -1,0 +1,298 @@
+"""Runs: every run with its status and key metrics, a live view of one run, compare, leaderboard,
+and import of an external training log.
+
+The live view reads the store incrementally: metric rows already seen stay in session state, and
+each tick fetches only rows with a higher id, so a refresh costs the same at step 50 and 5,000.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from dpo_core.training import insights
+from pages import _charts as charts
+from pages._widgets import errors_shown, store, workspace
+
+ACTIVE = ("queued", "running")
+STATUS_ICON = {"queued": ":material/schedule:", "running": ":material/play_circle:",
+               "completed": ":material/check_circle:", "failed": ":material/error:",
+               "cancelled": ":material/stop_circle:", "lost": ":material/help:"}
+
+
+def jobs():
+    from dpo_core.training import jobs as module  # the engine; imported late so the page loads
+
+    return module
+
+
+# ---------------------------------------------------------------------------------------
+# Incremental metric cache: st.session_state["metrics:<run>"] = {live, status, steps_at}
+# ---------------------------------------------------------------------------------------
+def history(run: dict) -> insights.LiveHistory:
+    """The run's metrics, fetching only rows newer than the last one seen."""
+    cache_key = f"metrics:{run['id']}"
+    entry = st.session_state.get(cache_key)
+    resumed = entry and entry["status"] not in ACTIVE and run["status"] in ACTIVE
+    if entry is None or resumed:  # a resume deletes rows past its checkpoint: start over
+        entry = {"live": insights.LiveHistory(), "steps_at": {}}
+    entry["status"] = run["status"]
+    rows = jobs().read_metrics(store(), run["id"], after_id=entry["live"].last_id)
+    entry["live"].add(rows)
+    for row in rows:
+        if row["key"] == "loss":
+            entry["steps_at"][row["step"]] = row["at"]
+    if len(entry["steps_at"]) > 50:  # throughput needs only the last few
+        entry["steps_at"] = dict(sorted(entry["steps_at"].items())[-20:])
+    st.session_state[cache_key] = entry
+    return entry["live"]
+
+
+def throughput(run: dict) -> tuple[float | None, float | None]:
+    """(steps per second over the last logs, seconds left), from when `loss` rows were written."""
+    entry = st.session_state.get(f"metrics:{run['id']}") or {}
+    recent = sorted((entry.get("steps_at") or {}).items())[-10:]
+    if len(recent) < 2 or recent[-1][1] <= recent[0][1]:
+        return None, None
+    rate = (recent[-1][0] - recent[0][0]) / (recent[-1][1] - recent[0][1])
+    left = (run["total_steps"] - run["step"]) / rate if rate > 0 and run["total_steps"] else None
+    return rate, left
+
+
+# ---------------------------------------------------------------------------------------
+# The runs table and its actions
+# ---------------------------------------------------------------------------------------
+def runs_table(runs: list[dict]) -> pd.DataFrame:
+    finals = insights.latest_metrics(store())
+    rows = []
+    for r in runs:
+        cfg, m = r["config"], finals.get(r["id"], {})
+        end = r["finished"] or (time.time() if r["status"] in ACTIVE and r["started"] else None)
+        rows.append({
+            "run": r["id"], "name": r["name"], "status": r["status"], "model": cfg.get("model", cfg.get("source", "")),
+            "dataset": cfg.get("dataset", ""),
+            "progress": r["step"] / r["total_steps"] if r["total_steps"] else 0.0,
+            "step": f"{r['step']}/{r['total_steps']}", "loss": m.get("loss"),
+            "eval_loss": m.get("eval_loss"),
+            "eval_rewards/accuracies": m.get("eval_rewards/accuracies"),
+            "started": pd.to_datetime(r["started"] or r["created"], unit="s"),
+            "duration": _duration(end - r["started"]) if end and r["started"] else ""})
+    table = pd.DataFrame(rows)
+    for col in ("loss", "eval_loss", "eval_rewards/accuracies"):
+        table[col] = pd.to_numeric(table[col])  # None -> NaN: shown as an empty cell
+    return table
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def actions(run: dict) -> None:
+    """Stop / resume / clone / delete for the selected run (delete asks first)."""
+    cols = st.columns(4)
+    with errors_shown():
+        if cols[0].button("Stop", disabled=run["status"] not in ACTIVE, icon=":material/stop:"):
+            jobs().cancel_run(store(), run["id"], wait=False)
+            st.toast("Stopping: the run finishes its step and writes a checkpoint.")
+        can_resume = run["status"] in ("failed", "cancelled", "lost") and not run["read_only"]
+        if cols[1].button("Resume", disabled=not can_resume, icon=":material/play_arrow:"):
+            jobs().resume_run(store(), run["id"])
+            st.rerun()
+        if cols[2].button("Clone", disabled=bool(run["read_only"]), icon=":material/content_copy:"):
+            st.session_state["clone_run_id"] = run["id"]
+            st.switch_page("pages/train.py")
+        if cols[3].button("Delete", disabled=run["status"] in ACTIVE, icon=":material/delete:"):
+            st.session_state["confirm_delete"] = run["id"]
+        if st.session_state.get("confirm_delete") == run["id"]:
+            st.warning(f"Delete run **{run['name']}** (`{run['id']}`): its metrics, samples and "
+                       "its folder (checkpoints, final model)? This cannot be undone.")
+            yes, no = st.columns(2)
+            if yes.button("Yes, delete", type="primary"):
+                jobs().delete_run(store(), run["id"])
+                st.session_state.pop("confirm_delete", None)
+                st.session_state.pop(f"metrics:{run['id']}", None)
+                st.rerun()
+            if no.button("Keep it"):
+                st.session_state.pop("confirm_delete", None)
+                st.rerun()
+
+
+# ---------------------------------------------------------------------------------------
+# The run view
+# ---------------------------------------------------------------------------------------
+def run_view(run_id: str) -> None:
+    run = jobs().get_run(store(), run_id)
+    h = history(run)
+    progress_panel(run)
+    if run["status"] in ("failed", "lost"):
+        first = (run["error_text"] or "No error text recorded.").strip().splitlines()[0]
+        st.error(f"**{run['status'].capitalize()}** ({run['error_kind'] or 'unknown'}): {first}")
+        st.info(f"**What to try:** {insights.failure_advice(run['error_kind'])}")
+    for note in h.notes():
+        show = st.error if note.severity == "error" else st.warning
+        show(f"**{note.title}.** {note.text}\n\n**Try:** {note.fix}")
+    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key=f"smooth:{run_id}",
+                          help="Exponential moving average, as in TensorBoard (0 = raw).")
+    figs = {
+        "loss": charts.metric_figure(h, "loss", smoothing, "loss (train, eval dashed)"),
+        "rewards/margins": charts.metric_figure(h, "rewards/margins", smoothing),
+        "rewards/accuracies": charts.metric_figure(h, "rewards/accuracies", smoothing),
+        "rewards": charts.pair_figure(h, "rewards", smoothing),
+        "logps": charts.pair_figure(h, "logps", smoothing),
+        "grad_norm": charts.metric_figure(h, "grad_norm", smoothing),
+        "learning_rate": charts.metric_figure(h, "learning_rate", 0.0),
+    }
+    left, right = st.columns(2)
+    for i, (name, fig) in enumerate(figs.items()):
+        with left if i % 2 == 0 else right:
+            charts.show(fig, key=f"chart:{run_id}:{name}")
+    pick = st.selectbox("Export chart", list(figs), key=f"export:{run_id}")
+    charts.export_buttons(figs[pick], h.history, f"{run['name']}-{pick.replace('/', '-')}",
+                          key=f"export:{run_id}")
+    samples_panel(run)
+    if run["run_dir"]:
+        with st.expander("Log (tail of worker.log)"):
+            st.code(jobs().log_tail(run["run_dir"], 40) or "(empty)", language=None)
+    if run["status"] in ACTIVE:
+        jobs().schedule(store())
+
+
+def progress_panel(run: dict) -> None:
+    status, step, total = run["status"], run["step"], run["total_steps"]
+    st.subheader(f"{STATUS_ICON.get(status, '')} {run['name']} · {status}")
+    if run["kind"] == "external":
+        st.caption(f"Imported log (read-only) from `{run['config'].get('source', '')}`.")
+        return
+    st.progress(min(1.0, step / total) if total else 0.0, text=f"step {step}/{total or '?'}")
+    rate, left = throughput(run)
+    live = st.session_state[f"metrics:{run['id']}"]["live"]
+    tokens = (live.values.get("tokens/s") or [None])[-1]
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Steps/s", f"{rate:.2f}" if rate else "–")
+    c2.metric("Tokens/s", f"{tokens:.0f}" if tokens else "–")
+    c3.metric("Time left", _duration(left) if left and status in ACTIVE else "–")
+    beat = run.get("heartbeat_age")
+    c4.metric("Heartbeat", f"{beat:.0f}s ago" if beat is not None and status in ACTIVE else "–")
+
+
+def samples_panel(run: dict) -> None:
+    samples = jobs().read_samples(store(), run["id"])
+    with st.expander(f"Sample generations ({len(samples)})"):
+        if not samples:
+            st.caption("No samples yet (written every `sample_every` steps and at the end).")
+        for step in sorted({s["step"] for s in samples}, reverse=True):
+            st.markdown(f"**Step {step}**")
+            for s in (s for s in samples if s["step"] == step):
+                st.text(f"{s['prompt'][-300:]}\n→ {s['completion']}")
+
+
+@st.fragment(run_every=2)
+def live_view(run_id: str) -> None:
+    """Redrawn every 2 s from the store; a full rerun when the run reaches a final status."""
+    run_view(run_id)
+    if jobs().get_run(store(), run_id)["status"] not in ACTIVE:
+        st.rerun()
+
+
+# ---------------------------------------------------------------------------------------
+# Compare, leaderboard, import
+# ---------------------------------------------------------------------------------------
+def compare_tab(runs: list[dict]) -> None:
+    labels = {r["id"]: f"{r['name']} ({r['id']})" for r in runs}
+    default = [st.session_state["run_id"]] if st.session_state.get("run_id") in labels else []
+    picked = st.multiselect("Runs", list(labels), default=default, format_func=labels.get)
+    if not picked:
+        st.caption("Pick runs to overlay their curves.")
+        return
+    by_id = {r["id"]: r for r in runs}
+    histories = {labels[i]: history(by_id[i]) for i in picked}
+    keys = sorted({k for h in histories.values() for k in h.keys()})
+    if not keys:
+        st.caption("These runs have no metrics yet.")
+        return
+    key = st.selectbox("Metric", keys, index=keys.index("loss") if "loss" in keys else 0)
+    smoothing = st.slider("Smoothing ", 0.0, 0.99, 0.6, 0.01, key="compare-smooth")
+    fig = charts.compare_figure(histories, key, smoothing)
+    charts.show(fig, key="compare-chart")
+    def merged() -> dict:
+        return {f"{label}:{key}": h.history()[key] for label, h in histories.items()
+                if key in h.steps}
+
+    charts.export_buttons(fig, merged, f"compare-{key.replace('/', '-')}", key="compare")
+
+
+def leaderboard_tab(runs: list[dict]) -> None:
+    finals = insights.latest_metrics(store())
+    done = [{"id": r["id"], "name": r["name"], "params": r["config"],
+             "metrics": finals.get(r["id"], {}),
+             "runtime": (r["finished"] - r["started"]) if r["finished"] and r["started"] else None}
+            for r in runs if r["status"] == "completed"]
+    if not done:
+        st.caption("No finished runs yet.")
+        return
+    st.caption("Finished runs, best first: `eval_rewards/accuracies` (higher), then `eval_loss`.")
+    st.dataframe(pd.DataFrame(insights.leaderboard(done)), hide_index=True)
+
+
+def import_tab() -> None:
+    from dpo_core.training.external import FORMATS, import_training_log
+
+    st.caption(f"Accepted: {FORMATS}. The log becomes a read-only run.")
+    with st.form("import-log"):
+        upload = st.file_uploader("Log file", type=["csv", "tsv", "json", "jsonl"])
+        path = st.text_input("... or a path on this machine")
+        name = st.text_input("Run name")
+        submitted = st.form_submit_button("Import")
+    if not submitted:
+        return
+    with errors_shown():
+        if upload is not None:
+            target = workspace().cache / "imports" / Path(upload.name).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(upload.getvalue())
+        elif path.strip():
+            target = Path(path.strip()).expanduser()
+        else:
+            st.error("Choose a file or type a path.")
+            return
+        run_id = import_training_log(store(), target, name.strip() or None)
+        st.session_state["run_id"] = run_id
+        st.success(f"Imported as run `{run_id}`.")
+        st.rerun()
+
+
+# ---------------------------------------------------------------------------------------
+st.title("Runs")
+with errors_shown():
+    jobs().schedule(store())  # marks dead workers lost, launches queued runs
+runs = jobs().list_runs(store())
+tab_runs, tab_compare, tab_board, tab_import = st.tabs(
+    ["Runs", "Compare", "Leaderboard", "Import log"])
+with tab_runs:
+    if not runs:
+        st.info("No runs yet. Start one on the Train page, or import a training log.")
+        st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+    else:
+        st.dataframe(runs_table(runs), hide_index=True, column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+            "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
+        ids = [r["id"] for r in runs]
+        current = st.session_state.get("run_id")
+        names = {r["id"]: f"{r['name']} ({r['id']}) · {r['status']}" for r in runs}
+        run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0,
+                              format_func=names.get)
+        st.session_state["run_id"] = run_id
+        selected = next(r for r in runs if r["id"] == run_id)
+        actions(selected)
+        (live_view if selected["status"] in ACTIVE else run_view)(run_id)
+with tab_compare:
+    compare_tab(runs)
+with tab_board:
+    leaderboard_tab(runs)
+with tab_import:
+    import_tab()

@@ -1,0 +1,136 @@
+"""Generic background jobs: a real `python -m dpo_core.jobrunner` child per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from dpo_core.errors import DataError, NotFoundError
+from dpo_core.jobs import (
+    JOB_FILE,
+    LOG_FILE,
+    cancel_job,
+    job_status,
+    list_jobs,
+    start_job,
+    wait_job,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+# -- targets the child imports as `test_jobs:<name>` --------------------------------------------
+def count_target(config: dict, ctx) -> dict:
+    for i in range(config["n"]):
+        if ctx.cancelled():
+            break
+        ctx.progress(i + 1, config["n"], kept=i + 1)
+        time.sleep(config.get("sleep", 0))
+    return {"answer": 42}
+
+
+def failing_target(config: dict, ctx) -> None:
+    ctx.progress(1, 3)
+    raise DataError("Row 3 of pairs.csv has no 'chosen'.", "Fill it in or drop the row.")
+
+
+@pytest.fixture
+def jobs_env(store, monkeypatch):
+    """The child finds this module (tests/) on its path."""
+    monkeypatch.setenv("PYTHONPATH", str(HERE))
+    return store
+
+
+def cli_main(argv: list[str]) -> int:
+    """The jobs/generate verbs as `python -m dpo_core` runs them (parser built from this area)."""
+    import argparse
+
+    from dpo_core.data import generate_cli
+
+    parser = argparse.ArgumentParser()
+    generate_cli.register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def wait_for(predicate, what: str):
+    for _ in range(600):
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"never happened: {what}")
+
+
+def test_job_completes_with_progress_and_result(jobs_env, workspace):
+    job_id = start_job(jobs_env, "test", {"n": 3}, "test_jobs:count_target", name="counting")
+    job = wait_job(jobs_env, job_id)
+    assert job["status"] == "completed", job["error_text"]
+    assert (job["step"], job["total_steps"]) == (3, 3)
+    assert job["result"] == {"kept": 3, "answer": 42}
+    assert job["kind"] == "test" and job["name"] == "counting" and job["finished"]
+    run_dir = workspace.runs / job_id
+    assert json.loads((run_dir / JOB_FILE).read_text())["target"] == "test_jobs:count_target"
+    assert (run_dir / LOG_FILE).is_file()
+    assert [j["id"] for j in list_jobs(jobs_env)] == [job_id]
+
+
+def test_failed_job_records_error_kind_and_log_tail(jobs_env):
+    job = wait_job(jobs_env, start_job(jobs_env, "test", {}, "test_jobs:failing_target"))
+    assert job["status"] == "failed"
+    assert job["error_kind"] == "data"
+    assert "Row 3 of pairs.csv has no 'chosen'." in job["error_text"]
+    assert "Traceback" in job["error_text"]  # the log tail comes with it
+    assert job["step"] == 1
+
+
+def test_missing_target_fails_as_config_error(jobs_env):
+    job = wait_job(jobs_env, start_job(jobs_env, "test", {}, "test_jobs:no_such_function"))
+    assert job["status"] == "failed" and job["error_kind"] == "config"
+
+
+def test_cancel_stops_between_steps_and_keeps_progress(jobs_env):
+    job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, "test_jobs:count_target")
+    wait_for(lambda: job_status(jobs_env, job_id)["step"] >= 2, "two steps done")
+    job = cancel_job(jobs_env, job_id)
+    assert job["status"] == "cancelled"
+    assert 2 <= job["step"] < 1000
+    assert job["result"]["kept"] == job["step"]
+
+
+def test_killed_job_is_lost_not_running(jobs_env):
+    job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, "test_jobs:count_target")
+    wait_for(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
+    os.killpg(job_status(jobs_env, job_id)["pgid"], signal.SIGKILL)
+    wait_for(lambda: job_status(jobs_env, job_id)["status"] == "lost", "lost detected")
+    job = job_status(jobs_env, job_id)
+    assert job["error_kind"] == "lost" and "gone" in job["error_text"]
+
+
+def test_recycled_pid_or_stale_heartbeat_is_lost(jobs_env):
+    job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, "test_jobs:count_target")
+    wait_for(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
+    with jobs_env.write() as conn:  # same pid, other start time: another process now
+        conn.execute("UPDATE runs SET proc_start=proc_start+1 WHERE id=?", (job_id,))
+    assert job_status(jobs_env, job_id)["status"] == "lost"
+    job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, "test_jobs:count_target")
+    wait_for(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
+    assert job_status(jobs_env, job_id, stale_s=0.0)["status"] == "lost"
+    for job in list_jobs(jobs_env):  # clean up the children still running
+        os.killpg(job["pgid"], signal.SIGKILL)
+
+
+def test_jobs_cli_list_show_cancel(jobs_env, capsys):
+    job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, "test_jobs:count_target")
+    assert cli_main(["jobs", "list", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["id"] == job_id
+    assert cli_main(["jobs", "cancel", job_id[:-1], "--json"]) == 0  # a prefix is enough
+    assert json.loads(capsys.readouterr().out)["status"] == "cancelled"
+    assert cli_main(["jobs", "show", job_id]) == 0
+    assert "cancelled" in capsys.readouterr().out
+    with pytest.raises(NotFoundError):
+        job_status(jobs_env, "nope")

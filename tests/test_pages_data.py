@@ -1,0 +1,196 @@
+"""The Data page through app.py (Streamlit AppTest): browse, search, edit, conflict, review."""
+
+import pytest
+from conftest import REPO
+from streamlit.testing.v1 import AppTest
+
+from dpo_core.data import edits
+from dpo_core.store import Store
+
+
+@pytest.fixture
+def lab(workspace_with_tiny, monkeypatch):
+    monkeypatch.setenv("DPO_LAB_NO_PREPARE", "1")
+    return workspace_with_tiny
+
+
+@pytest.fixture
+def at(lab):
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.run()
+    app.switch_page("pages/data.py").run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _db(lab) -> Store:
+    return Store(lab.db_path)
+
+
+def _table(at):
+    return at.data_editor[0].value
+
+
+def _edit(at, row: int, changes: dict) -> None:
+    """Edit cells of the page's editor (as a user typing into them), then press Save."""
+    key = at.data_editor[0].key
+    at.session_state[key] = {"edited_rows": {row: changes}, "added_rows": [], "deleted_rows": []}
+    at.button(key="data_save").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_table_shows_a_page_of_demo_childes_pairs(at):
+    assert at.selectbox(key="data_picker").value == "demo-childes"
+    table = _table(at)
+    assert 0 < len(table) <= 25
+    assert table["chosen"].str.startswith("*CHI:").all()
+    assert list(table["id"]) == sorted(table["id"])
+    first_page = list(table["id"])
+    at.button(key="data_next").click().run()
+    assert min(_table(at)["id"]) > max(first_page)
+    at.button(key="data_prev").click().run()
+    assert list(_table(at)["id"]) == first_page
+
+
+def test_search_narrows_the_table(at):
+    total = len(_table(at))
+    at.text_input(key="data_search").input("pink").run()
+    table = _table(at)
+    assert 0 < len(table) <= total
+    text = (table["prompt"] + " " + table["chosen"] + " " + table["rejected"]).str.lower()
+    assert text.str.contains("pink").all()
+    captions = " ".join(c.value for c in at.caption)
+    assert "matching pairs" in captions
+
+
+def test_edit_saves_and_records_history(at, lab):
+    pair_id = int(_table(at)["id"][0])
+    _edit(at, 0, {"chosen": "*CHI: a purple one !"})
+    db = _db(lab)
+    pair = edits.get_pair(db, pair_id)
+    assert pair.chosen == "*CHI: a purple one !" and pair.version == 2
+    history = edits.history(db, pair_id)
+    assert history[-1]["after"] == {"chosen": "*CHI: a purple one !"}
+    assert any("Saved 1 row" in s.value for s in at.success)
+    assert _table(at)["chosen"][0] == "*CHI: a purple one !"
+    at.button(key="data_undo").click().run()
+    assert edits.get_pair(db, pair_id).chosen != "*CHI: a purple one !"
+
+
+def test_stale_edit_shows_conflict_and_overwrites_nothing(at, lab):
+    pair_id = int(_table(at)["id"][0])
+    db = _db(lab)
+    edits.update_pair(db, pair_id, {"chosen": "*CHI: from the other tab ."}, 1)  # another tab
+    _edit(at, 0, {"chosen": "*CHI: mine ."})
+    assert edits.get_pair(db, pair_id).chosen == "*CHI: from the other tab ."
+    assert any("Conflict" in w.value for w in at.warning)
+    shown = " ".join(str(j.value) for j in at.json)
+    assert "from the other tab" in shown and "mine" in shown
+
+
+def test_review_keep_and_swap(at, lab):
+    db = _db(lab)
+    first = edits.page(db, "demo-childes", limit=2).pairs
+    at.button(key="data_review_keep").click().run()
+    at.button(key="data_review_swap").click().run()
+    assert not at.exception
+    kept, swapped = edits.get_pair(db, first[0].id), edits.get_pair(db, first[1].id)
+    assert "reviewed" in kept.tags and kept.chosen == first[0].chosen
+    assert (swapped.chosen, swapped.rejected) == (first[1].rejected, first[1].chosen)
+
+
+def test_check_filter_and_dataset_from_other_page(lab):
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.run()
+    app.session_state["dataset"] = "demo-instruct"
+    app.switch_page("pages/data.py").run()
+    assert app.selectbox(key="data_picker").value == "demo-instruct"
+    app.button(key="data_show_length_imbalance").click().run()
+    assert app.selectbox(key="data_check").value == "length_imbalance"
+    assert not app.exception, [e.value for e in app.exception]
+
+
+def test_row_actions_tag_flag_swap_delete_restore(at, lab):
+    db = _db(lab)
+    pair = edits.get_pair(db, int(_table(at)["id"][0]))
+    at.text_input(key="data_new_tag").input("good").run()
+    at.button(key="data_add_tag").click().run()
+    at.text_input(key="data_new_flag").input("typo").run()
+    at.button(key="data_add_flag").click().run()
+    at.button(key="data_swap").click().run()
+    after = edits.get_pair(db, pair.id)
+    assert after.tags == ["good"] and after.flags == ["typo"]
+    assert (after.chosen, after.rejected) == (pair.rejected, pair.chosen)
+    at.button(key="data_delete").click().run()
+    assert edits.get_pair(db, pair.id).deleted
+    assert pair.id not in list(_table(at)["id"])
+    at.toggle(key="data_deleted").set_value(True).run()
+    assert list(_table(at)["id"]) == [pair.id]
+    at.button(key="data_restore").click().run()
+    assert not edits.get_pair(db, pair.id).deleted
+    assert [h["action"] for h in edits.history(db, pair.id)] == \
+        ["mark", "mark", "swap", "delete", "restore"]
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_transform_makes_a_dataset_and_export_offers_a_download(at, lab):
+    at.selectbox(key="data_op").set_value("sample").run()
+    at.number_input(key="data_n").set_value(10).run()
+    at.button(key="data_transform").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="data_picker").value == "demo-childes-sample"
+    assert len(_table(at)) == 10
+    at.selectbox(key="data_export_fmt").set_value("jsonl").run()
+    at.button(key="data_export").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    exported = lab.exports / "demo-childes-sample.jsonl"
+    assert len(exported.read_text().splitlines()) == 10
+
+
+def _import(at, name: str, data: bytes, mapping: str = "") -> None:
+    at.file_uploader(key="data_upload").set_value((name, data, "text/csv"))
+    at.text_input(key="data_import_name").input(name.split(".")[0])
+    if mapping:
+        at.text_input(key="data_import_map").input(mapping)
+    at.button(key="FormSubmitter:data_import_form-Import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_import_with_a_column_mapping(at, lab):
+    _import(at, "mine.csv", b"q,good,bad\nhi,hello there,go away\nbye,see you,whatever\n",
+            mapping="prompt=q,chosen=good,rejected=bad")
+    assert at.selectbox(key="data_picker").value == "mine"
+    assert list(_table(at)["chosen"]) == ["hello there", "see you"]
+
+
+def test_import_error_names_the_row_and_column_and_imports_nothing(at, lab):
+    before = _db(lab).scalar("SELECT COUNT(*) FROM pairs")
+    _import(at, "broken.csv", b"prompt,chosen,rejected\na,b,c\nd,,f\n")
+    errors = " ".join(e.value for e in at.error)
+    assert "chosen" in errors and ("row 2" in errors.lower() or "line 3" in errors.lower())
+    assert _db(lab).scalar("SELECT COUNT(*) FROM pairs") == before
+
+
+def test_search_pages_stay_inside_the_dataset_and_counts_are_capped(store):
+    """The library behaviour the table relies on: FTS-driven keyset pages, capped counts."""
+    from dpo_core.data.io import import_pairs
+
+    rows = [{"prompt": f"p{i}", "chosen": f"ball {i}", "rejected": f"r{i}"} for i in range(30)]
+    import_pairs(store, rows, dataset="a")
+    import_pairs(store, rows, dataset="b")
+    seen, after = [], None
+    while True:
+        pg = edits.page(store, "b", search="ball", after=after, limit=7)
+        seen += [p.id for p in pg.pairs]
+        if not pg.has_more:
+            break
+        after = pg.last_id
+    b_ids = [p.id for p in edits.page(store, "b", limit=100).pairs]
+    assert seen == b_ids
+    back = edits.page(store, "b", search="ball", before=b_ids[14], limit=7)
+    assert [p.id for p in back.pairs] == b_ids[7:14]
+    assert edits.count_matches(store, "b", search="ball", cap=10) == 11
+    assert edits.count_matches(store, "b", search="ball", cap=100) == 30
+    edits.delete_pair(store, b_ids[0], 1)
+    assert edits.count_matches(store, "b", search="ball", cap=100) == 29
+    assert edits.page(store, "b", search="ball", deleted=True).pairs[0].id == b_ids[0]

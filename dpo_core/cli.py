@@ -47,6 +47,14 @@ def print_json(value) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+def _seed_demo_data() -> None:
+    """A fresh workspace starts with the demo datasets, from the terminal as in the app."""
+    from .demo_data import seed_workspace
+    from .store import open_store
+
+    seed_workspace(open_store())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _seed_demo_data()
         return int(args.func(args) or 0)
     except DPOLabError as exc:
         print(f"error: {exc}", file=sys.stderr)

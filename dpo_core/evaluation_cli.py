@@ -40,6 +40,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="texts per forward pass")
     p.add_argument("--beta", type=float, help="implicit-reward beta (default: the run's)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--detach", action="store_true",
+                   help="run as a background job (kind eval) and print its id; follow it with "
+                        "`jobs show ID`")
     p.set_defaults(func=cmd_eval)
 
 
@@ -61,8 +64,28 @@ def _line(summary: dict, what: str) -> str:
             f"(eval #{summary['eval_id']})")
 
 
+def _detach(store, args) -> int:
+    from .evaluation_jobs import start_evaluation
+
+    if args.pairs_file or args.beta is not None:
+        raise ConfigError("--detach runs dataset splits and suites only.",
+                          "Drop --detach for --pairs-file or --beta.")
+    split = None if args.split == "all" else args.split
+    methods = [] if args.suite and not args.dataset else (args.method or ["mean-logp"])
+    job_id = start_evaluation(store, [args.model], args.dataset, split, methods,
+                              scope=args.scope, limit=args.limit, batch_size=args.batch_size,
+                              suite=args.suite, suite_limit=args.limit)
+    if args.json:
+        print_json({"job": job_id})
+    else:
+        print(job_id)
+    return 0
+
+
 def cmd_eval(args) -> int:
     store = open_store()
+    if args.detach:
+        return _detach(store, args)
     progress = _progress(args.json)
     if args.suite:
         method = (args.method or ["mean-logp"])[0]

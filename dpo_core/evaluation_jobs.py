@@ -1,0 +1,163 @@
+"""Evaluation as a background job (kind 'eval'): several models, pair methods, a BLiMP-layout
+suite and a generation win rate, with progress; every stored eval row carries the job id.
+
+The first model is the baseline; the win rate compares each other model against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .errors import ConfigError
+from .evaluation import (
+    METHODS,
+    SCOPES,
+    SamplingSettings,
+    make_judge,
+    run_evaluation,
+    run_suite_evaluation,
+    save_win_rate,
+    win_rate,
+)
+from .jobs import start_job, wait_job
+from .store import Store
+
+KIND = "eval"
+TARGET = "dpo_core.evaluation_jobs:evaluation_job"
+UNIT = 100  # progress steps per unit of work (one model x one method)
+
+
+def _check_config(store: Store, cfg: dict) -> None:
+    from .data.datasets import get_dataset
+
+    if not cfg["models"]:
+        raise ConfigError("No model to evaluate.", "Choose a baseline model and at least one run.")
+    bad = [m for m in cfg["methods"] if m not in METHODS]
+    if bad:
+        raise ConfigError(f"Unknown method(s): {', '.join(bad)}.", f"Use {', '.join(METHODS)}.")
+    if cfg["scope"] not in SCOPES:
+        raise ConfigError(f"Unknown scope '{cfg['scope']}'.", "Use 'reply' or 'full'.")
+    if (cfg["methods"] or cfg["win_rate"]) and not cfg["dataset"]:
+        raise ConfigError("Pair methods and the win rate need a dataset.",
+                          "Pick a dataset and split, or only a suite folder.")
+    if cfg["dataset"]:
+        get_dataset(store, cfg["dataset"])  # NotFoundError names it
+    if cfg["win_rate"] and len(cfg["models"]) < 2:
+        raise ConfigError("A win rate compares a tuned model with the baseline.",
+                          "Add a run (run:<id>) besides the baseline.")
+    if not (cfg["methods"] or cfg["suite"] or cfg["win_rate"]):
+        raise ConfigError("Nothing to evaluate.", "Pick a method, a suite folder or the win rate.")
+
+
+def evaluation_config(models: Sequence[str], dataset: str | int | None = None,
+                      split: str | None = "eval", methods: Sequence[str] = ("mean-logp",),
+                      scope: str = "reply", limit: int | None = None, batch_size: int = 16,
+                      suite: str | None = None, suite_limit: int | None = None,
+                      win_rate: dict | None = None, seed: int = 0) -> dict:
+    """The job's frozen config. win_rate: {"judge": "lexicon", "prompts": 8, "max_new_tokens": 24}."""
+    return {"models": list(dict.fromkeys(m.strip() for m in models if m and m.strip())),
+            "dataset": dataset, "split": split or None, "methods": list(methods), "scope": scope,
+            "limit": limit or None, "batch_size": int(batch_size), "suite": suite or None,
+            "suite_limit": suite_limit or None, "win_rate": win_rate or None, "seed": int(seed)}
+
+
+def start_evaluation(store: Store, models: Sequence[str], dataset: str | int | None = None,
+                     split: str | None = "eval", methods: Sequence[str] = ("mean-logp",),
+                     **options) -> str:
+    """Validate and start an evaluation job; returns the job id (its evals carry it)."""
+    cfg = evaluation_config(models, dataset, split, methods, **options)
+    _check_config(store, cfg)
+    name = "eval " + " vs ".join(cfg["models"])
+    return start_job(store, KIND, cfg, TARGET, name=name[:120])
+
+
+def evaluate_now(store: Store, models: Sequence[str], dataset=None, split="eval",
+                 methods=("mean-logp",), **options) -> dict:
+    """Start the job and wait for it (tests and `eval --detach` followers)."""
+    return wait_job(store, start_evaluation(store, models, dataset, split, methods, **options))
+
+
+def _units(cfg: dict) -> list[tuple[str, str]]:
+    """(kind, model) work units in order: pair methods and suite per model, then win rates."""
+    units = []
+    for model in cfg["models"]:
+        units += [("pairs", model)] * bool(cfg["methods"]) + [("suite", model)] * bool(cfg["suite"])
+    units += [("win-rate", m) for m in cfg["models"][1:]] if cfg["win_rate"] else []
+    return units
+
+
+def _win_prompts(store: Store, cfg: dict) -> list[str]:
+    from .data.datasets import get_dataset, iter_pairs
+
+    ds = get_dataset(store, cfg["dataset"])
+    prompts = dict.fromkeys(p.prompt for p in iter_pairs(store, ds.id, cfg["split"]))
+    return list(prompts)[:int(cfg["win_rate"].get("prompts", 8))]
+
+
+def _pair_methods(model: str, methods: list[str]) -> tuple[list[str], list[str]]:
+    """(methods to run, methods skipped): implicit-reward needs a fine-tuned run."""
+    if model.startswith("run:"):
+        return methods, []
+    return [m for m in methods if m != "implicit-reward"], \
+        [m for m in methods if m == "implicit-reward"]
+
+
+def evaluation_job(config: dict, ctx) -> dict:
+    """Job target: run every unit, saving each eval as it finishes; stop between units."""
+    from .models import resolve_model
+
+    store, units = ctx.store, _units(config)
+    total, eval_ids, skipped, cache = len(units) * UNIT, [], [], {}
+
+    def load(spec: str):
+        if spec not in cache:
+            cache.clear()  # keep at most one model besides the baseline in memory
+            cache[spec] = resolve_model(spec)
+        return cache[spec]
+
+    for k, (kind, model) in enumerate(units):
+        if ctx.cancelled():
+            break
+
+        def step(fraction: float, message: str, k=k, model=model) -> None:
+            ctx.progress(k * UNIT + int(fraction * UNIT), total, message=f"{model}: {message}")
+
+        step(0.0, f"starting {kind}")
+        if kind == "pairs":
+            methods, skip = _pair_methods(model, config["methods"])
+            skipped += [f"{m} for {model} (not a run)" for m in skip]
+            if methods:
+                eval_ids += [s["eval_id"] for s in run_evaluation(
+                    store, model, config["dataset"], config["split"], methods, config["scope"],
+                    config["limit"], config["batch_size"], seed=config["seed"],
+                    loaded=load(model), job_id=ctx.job_id, progress=step)]
+        elif kind == "suite":
+            eval_ids.append(run_suite_evaluation(
+                store, model, config["suite"], "mean-logp", config["suite_limit"],
+                config["batch_size"], config["seed"], loaded=load(model), job_id=ctx.job_id,
+                progress=step)["eval_id"])
+        else:
+            eval_ids.append(_win_rate_unit(store, config, model, ctx.job_id, step))
+        ctx.progress((k + 1) * UNIT, total, eval_ids=eval_ids, skipped=skipped,
+                     message=f"{model}: {kind} done")
+    return {"eval_ids": eval_ids, "skipped": skipped}
+
+
+def _win_rate_unit(store: Store, config: dict, tuned_spec: str, job_id: str, step) -> int:
+    from .models import resolve_model
+
+    wr = config["win_rate"]
+    baseline_spec = config["models"][0]
+    prompts = _win_prompts(store, config)
+    settings = SamplingSettings(max_new_tokens=int(wr.get("max_new_tokens", 32)))
+    step(0.1, f"generating {len(prompts)} replies with both models")
+    judge = make_judge(wr.get("judge", "lexicon"), wr.get("judge_model"))
+    result = win_rate(resolve_model(tuned_spec), resolve_model(baseline_spec), prompts, judge,
+                      settings, config["seed"])
+    return save_win_rate(store, tuned_spec, baseline_spec, result, job_id)
+
+
+def job_evals(store: Store, job_id: str) -> list[int]:
+    """Ids of the evals a job stored, in the order it stored them."""
+    return [r["id"] for r in store.query("SELECT id FROM evals WHERE job_id=? ORDER BY id",
+                                         (job_id,))]

@@ -1,0 +1,246 @@
+"""Sections of the Evaluate page: the start form, job progress, comparison, flips, examples."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pandas as pd
+import streamlit as st
+
+from dpo_core import evaluation as ev
+from dpo_core import evaluation_jobs as ej
+from dpo_core.data.datasets import list_datasets
+from dpo_core.jobs import ACTIVE, cancel_job, job_status
+from dpo_core.models import DEFAULT_SPEC, TINY_SPEC
+from dpo_core.training.jobs import list_runs
+
+METHOD_HELP = ("mean-logp / sum-logp: the reply's mean or summed log-probability, chosen must "
+               "beat rejected. implicit-reward: beta * (log pi - log pi_ref), the quantity of "
+               "TRL's rewards/accuracies (runs only; skipped for the baseline).")
+
+
+# ---------------------------------------------------------------------------------------
+# Start form
+# ---------------------------------------------------------------------------------------
+def _run_label(run: dict) -> str:
+    return f"run:{run['id']}" + (f" ({run['name']})" if run["name"] != run["id"] else "")
+
+
+def choose_models(db) -> list[str]:
+    """Baseline first, then the chosen runs and any extra specs (checkpoint folders)."""
+    runs = [r for r in list_runs(db, status="completed") if r["kind"] == "train"]
+    labels = {f"run:{r['id']}": _run_label(r) for r in runs}
+    bases = list(dict.fromkeys([*(r["config"].get("model") for r in runs if r["config"].get("model")),
+                                TINY_SPEC, DEFAULT_SPEC]))
+    left, right = st.columns(2)
+    baseline = left.selectbox("Baseline model", bases, accept_new_options=True,
+                              help="The base model (a builtin, a hub id or a folder).",
+                              key="eval_baseline")
+    chosen = right.multiselect("Runs to compare", list(labels), default=list(labels)[:1],
+                               format_func=labels.get, help="Completed training runs.",
+                               key="eval_runs")
+    extra = st.text_input("More models (optional)", placeholder="run:<id> or a checkpoint folder, "
+                          "comma-separated", help="Any model spec, e.g. runs/<id>/checkpoint-2.", key="eval_extra")
+    return [baseline, *chosen, *(s.strip() for s in extra.split(",") if s.strip())]
+
+
+def start_form(db) -> str | None:
+    """The evaluation form; returns a new job id when Start was pressed."""
+    models = choose_models(db)
+    names = [d["name"] for d in list_datasets(db)]
+    cols = st.columns([2, 1, 2, 1])
+    dataset = cols[0].selectbox("Dataset", names, index=None if not names else 0,
+                               key="eval_dataset")
+    split = cols[1].selectbox("Split", ("eval", "train", "all"), key="eval_split")
+    methods = cols[2].multiselect("Methods", ev.METHODS, default=["mean-logp"], help=METHOD_HELP,
+                                 key="eval_methods")
+    limit = int(cols[3].number_input("Pairs (0 = all)", 0, value=200, key="eval_limit"))
+    with st.expander("Suite, win rate and scoring options"):
+        suite = st.text_input("BLiMP-layout suite folder (optional)",
+                              placeholder="../shared/data/blimp",
+                              help="A folder of .txt files alternating good and bad sentences.",
+                              key="eval_suite")
+        suite_limit = int(st.number_input("Sentence pairs per suite file (0 = all)", 0, value=50,
+                                              key="eval_suite_limit"))
+        scope = st.radio("Score", ev.SCOPES, horizontal=True,
+                         format_func={"reply": "reply tokens", "full": "whole text"}.get, key="eval_scope")
+        win = st.checkbox("Generation win rate vs the baseline (offline lexicon judge)",
+                          key="eval_win")
+        wcols = st.columns(2)
+        prompts = int(wcols[0].number_input("Win-rate prompts", 1, 500, 8, key="eval_win_prompts"))
+        new_tokens = int(wcols[1].number_input("Max new tokens", 1, 256, 24, key="eval_win_tokens"))
+        batch = int(st.number_input("Batch size", 1, 128, 16, key="eval_batch"))
+    if not st.button("Start evaluation", type="primary", key="eval_start"):
+        return None
+    return ej.start_evaluation(
+        db, models, dataset, None if split == "all" else split, methods, scope=scope,
+        limit=limit, batch_size=batch, suite=suite.strip() or None, suite_limit=suite_limit,
+        win_rate={"judge": "lexicon", "prompts": prompts, "max_new_tokens": new_tokens}
+        if win else None)
+
+
+# ---------------------------------------------------------------------------------------
+# Progress
+# ---------------------------------------------------------------------------------------
+@st.fragment(run_every=2)
+def progress_panel(db, job_id: str) -> None:
+    """The job's progress read from the store; cancel; a full rerun once it finishes."""
+    job = job_status(db, job_id)
+    done, total, r = job["step"] or 0, job["total_steps"] or 0, job["result"]
+    st.caption(f"Job `{job['id']}` · {job['status']}")
+    st.progress(min(done / total, 1.0) if total else 0.0, text=r.get("message", "starting ..."))
+    for note in r.get("skipped", []):
+        st.caption(f"Skipped: {note}")
+    if job["status"] in ACTIVE:
+        if st.button("Cancel", key="eval-cancel"):
+            cancel_job(db, job_id, wait=False)
+    elif job["status"] != "completed" and job["error_text"]:
+        st.error(job["error_text"][-1500:])
+    if job["status"] not in ACTIVE and st.session_state.get("eval_shown") != job_id:
+        st.session_state["eval_shown"] = job_id  # results below were drawn before it finished
+        st.rerun(scope="app")
+
+
+# ---------------------------------------------------------------------------------------
+# Comparison
+# ---------------------------------------------------------------------------------------
+def _eval_label(e: dict) -> str:
+    bench = f"{e['dataset']}/{e['split']}" if e.get("dataset") else (e.get("suite") or e["split"])
+    return f"#{e['id']} {e['model']} · {e['method']} · {bench} · {e.get('accuracy', 0):.1%}"
+
+
+def choose_evals(evals: list[dict], default: list[int]) -> list[int]:
+    labels = {e["id"]: _eval_label(e) for e in evals}
+    return st.multiselect("Evaluations to compare", list(labels), default=default,
+                          format_func=labels.get, key="eval_compare",
+                          help="Any past evaluations; the newest job's are selected.")
+
+
+def comparison_frame(db, eval_ids: list[int]) -> pd.DataFrame:
+    rows = ev.compare_evals(db, eval_ids)
+    return pd.DataFrame(rows, columns=["eval_id", "model", "benchmark", "method", "accuracy",
+                                       "ci_low", "ci_high", "n"])
+
+
+def comparison_table(frame: pd.DataFrame) -> None:
+    """Model x benchmark: accuracy with its 95% interval in each cell."""
+    cell = frame.apply(lambda r: f"{r.accuracy:.1%} [{r.ci_low:.1%}, {r.ci_high:.1%}]", axis=1)
+    wide = frame.assign(cell=cell, bench=frame.benchmark + " · " + frame.method) \
+        .pivot_table(index="model", columns="bench", values="cell", aggfunc="last", sort=False)
+    st.dataframe(wide, width="stretch")
+
+
+def comparison_figure(frame: pd.DataFrame) -> dict:
+    """Grouped bars (one group per benchmark, one bar per model) with the interval as error bar."""
+    data = []
+    for model, part in frame.groupby("model", sort=False):
+        x = (part.benchmark + " · " + part.method).tolist()
+        data.append({"type": "bar", "name": model, "x": x, "y": part.accuracy.tolist(),
+                     "error_y": {"type": "data", "symmetric": False,
+                                 "array": (part.ci_high - part.accuracy).tolist(),
+                                 "arrayminus": (part.accuracy - part.ci_low).tolist()}})
+    layout = {"barmode": "group", "height": 360, "title": {"text": "Accuracy (95% interval)"},
+              "yaxis": {"range": [0, 1], "tickformat": ".0%"},
+              "margin": {"l": 10, "r": 10, "t": 40, "b": 10}, "legend": {"orientation": "h"}}
+    return {"data": data, "layout": layout}
+
+
+def comparison(db, eval_ids: list[int]) -> None:
+    frame = comparison_frame(db, eval_ids)
+    if frame.empty:
+        st.info("Select evaluations to compare.")
+        return
+    comparison_table(frame)
+    st.plotly_chart(comparison_figure(frame), key="eval-chart", config={"displaylogo": False})
+    st.download_button("Table as CSV", frame.to_csv(index=False), "evaluation.csv", "text/csv",
+                       on_click="ignore", icon=":material/download:")
+
+
+# ---------------------------------------------------------------------------------------
+# Flip analysis
+# ---------------------------------------------------------------------------------------
+def flips(db, evals: list[dict], selected: list[int]) -> None:
+    """Pairs the baseline got wrong and the tuned model right, and the reverse."""
+    pair_evals = [e for e in evals if e.get("dataset")]
+    if len(pair_evals) < 2:
+        st.caption("Flip analysis needs two evaluations on the same dataset.")
+        return
+    labels = {e["id"]: _eval_label(e) for e in pair_evals}
+    ids = list(labels)
+    picked = [i for i in selected if i in labels]
+    a_default = picked[0] if picked else ids[-1]
+    b_default = next((i for i in picked if i != a_default), ids[0])
+    left, right = st.columns(2)
+    a = left.selectbox("Baseline eval", ids, ids.index(a_default), format_func=labels.get,
+                       key="flip_a")
+    b = right.selectbox("Tuned eval", ids, ids.index(b_default), format_func=labels.get,
+                        key="flip_b")
+    result = ev.flip_analysis(db, a, b)
+    st.caption(f"{len(result['fixed'])} fixed (baseline wrong -> tuned right), "
+               f"{len(result['broken'])} broken (baseline right -> tuned wrong) of "
+               f"{result['compared']} compared pairs.")
+    cols = st.columns([1, 2])
+    which = cols[0].radio("Show", ("fixed", "broken"), horizontal=True, key="flip_which")
+    text = cols[1].text_input("Filter (text contains)", key="flip_filter")
+    frame = flip_frame(result[which], text)
+    st.dataframe(frame, hide_index=True, width="stretch", key="flip_table")
+    st.download_button("Flips as CSV", frame.to_csv(index=False), f"flips-{which}.csv",
+                       "text/csv", on_click="ignore", icon=":material/download:")
+    edit_link(db, a, frame)
+
+
+def flip_frame(rows: list[dict], text: str = "") -> pd.DataFrame:
+    cols = ["pair_id", "prompt", "chosen", "rejected", "baseline_chosen", "baseline_rejected",
+            "tuned_chosen", "tuned_rejected"]
+    frame = pd.DataFrame(rows, columns=cols)
+    if text:
+        hay = frame.prompt.fillna("") + " " + frame.chosen.fillna("") + " " + \
+            frame.rejected.fillna("")
+        frame = frame[hay.str.contains(text, case=False, regex=False)]
+    return frame
+
+
+def edit_link(db, eval_id: int, frame: pd.DataFrame) -> None:
+    """Open one flipped pair in the Data page."""
+    if frame.empty:
+        return
+    dataset = db.scalar("SELECT d.name FROM evals e JOIN datasets d ON d.id=e.dataset_id "
+                        "WHERE e.id=?", (eval_id,))
+    cols = st.columns([2, 1, 3])
+    pair_id = cols[0].selectbox("Pair", frame.pair_id.tolist(), key="flip_pair")
+    if cols[1].button("Edit in Data page", key="flip_edit"):
+        st.session_state["dataset"] = dataset
+        st.session_state["pair_id"] = int(pair_id)
+        st.switch_page("pages/data.py")
+
+
+# ---------------------------------------------------------------------------------------
+# Win-rate examples
+# ---------------------------------------------------------------------------------------
+def examples(db, evals: list[dict]) -> None:
+    """Prompt, baseline answer, tuned answer and verdict of a stored win rate."""
+    wins = [e for e in evals if e["method"].startswith("win-rate")]
+    if not wins:
+        st.caption("No win-rate evaluations yet: tick the win rate in the form above.")
+        return
+    labels = {e["id"]: f"#{e['id']} {e['model']} vs {e.get('baseline')} · "
+                       f"{e.get('win_rate', 0):.1%} ({e.get('wins')}/{e.get('ties')}/"
+                       f"{e.get('losses')} W/T/L)" for e in wins}
+    eval_id = st.selectbox("Win-rate evaluation", list(labels), format_func=labels.get,
+                           key="win_eval")
+    rows = [json.loads(r["detail_json"]) for r in db.query(
+        "SELECT detail_json FROM eval_results WHERE eval_id=? ORDER BY rowid", (eval_id,))]
+    verdicts = {"a": "tuned wins", "b": "baseline wins", "tie": "tie"}
+    frame = pd.DataFrame([{"prompt": r["prompt"], "baseline answer": r["baseline"],
+                           "tuned answer": r["tuned"], "verdict": verdicts[r["verdict"]]}
+                          for r in rows])
+    st.dataframe(frame, hide_index=True, width="stretch", key="win_table")
+
+
+def newest_job_evals(db, job_id: str | None) -> list[int]:
+    return ej.job_evals(db, job_id) if job_id else []
+
+
+def stamp(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(at)) if at else ""

@@ -1,0 +1,43 @@
+"""Evaluate: baseline vs fine-tuned runs on held-out pairs, minimal-pair suites and win rate.
+
+Start runs a background job (it survives a closed browser); results are stored evals, so every
+past evaluation stays comparable. Sections live in pages/_eval_views.py.
+"""
+
+import streamlit as st
+
+from dpo_core.evaluation import list_evals
+from dpo_core.jobs import list_jobs
+from pages import _eval_views as views
+from pages._widgets import errors_shown, store
+
+st.title("Evaluate")
+st.caption("Did it get better, on what, and what broke? Pair accuracy with a 95% interval, "
+           "flips between two evaluations, and generation win rate.")
+db = store()
+
+with errors_shown():
+    job = views.start_form(db)
+    if job:
+        st.session_state["eval_job"] = job
+
+current = st.session_state.get("eval_job")
+if current is None:  # after a restart: the newest evaluation job
+    latest = list_jobs(db, kind="eval")
+    current = latest[0]["id"] if latest else None
+if current:
+    views.progress_panel(db, current)
+
+evals = list_evals(db)
+st.subheader("Results")
+if not evals:
+    st.info("No evaluations yet: choose models and a dataset above and press Start.")
+    st.stop()
+with errors_shown():
+    selected = views.choose_evals(evals, views.newest_job_evals(db, current) or
+                                  [e["id"] for e in evals[:2]])
+    views.comparison(db, selected)
+    st.subheader("Flip analysis")
+    views.flips(db, evals, selected)
+    st.subheader("Win-rate examples")
+    views.examples(db, evals)

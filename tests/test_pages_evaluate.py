@@ -1,0 +1,164 @@
+"""The Evaluate page through app.py (AppTest) and the evaluation job: baseline vs a finished tiny
+run, the comparison table, chart, flips and win-rate examples; implicit-reward accuracy equals
+the eval_rewards/accuracies TRL logged during training on the same pairs."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO
+from streamlit.testing.v1 import AppTest
+
+from dpo_core import evaluation as ev
+from dpo_core import evaluation_jobs as ej
+from dpo_core.data.datasets import Pair, create_dataset, insert_pairs
+from dpo_core.demo.sample_run import RUN_ID, make_sample_run
+from dpo_core.errors import ConfigError
+from dpo_core.jobs import wait_job
+
+ANSWERS = [("what is that ?", "it is a lovely ball !", "no ."),
+           ("where is the dog ?", "there's a happy dog !", "bad truck ."),
+           ("do you want some juice ?", "yes please , I love it .", "it's awful ."),
+           ("what color is it ?", "it's a nice red .", "okay .")]
+
+
+def add_pairs(store, name: str = "tiny-pairs", n: int = 24) -> None:
+    ds = create_dataset(store, name)
+    insert_pairs(store, ds.id, [Pair(f"{p} {i}", c, r, split="eval" if i % 3 else "train")
+                                for i in range(n) for p, c, r in [ANSWERS[i % 4]]])
+
+
+@pytest.fixture
+def lab(workspace_with_tiny, store, monkeypatch):
+    """A workspace with builtin:tiny, a pair dataset and a finished tiny LoRA run."""
+    monkeypatch.setenv("DPO_LAB_NO_PREPARE", "1")
+    add_pairs(store)
+    make_sample_run(workspace_with_tiny, store)
+    return store
+
+
+def evaluate_page() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/evaluate.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_page_without_evaluations_offers_the_run(lab):
+    at = evaluate_page()
+    assert at.multiselect(key="eval_runs").value == [f"run:{RUN_ID}"]
+    assert "No evaluations yet" in at.info[0].value
+
+
+def test_page_evaluates_baseline_vs_run_and_shows_table_chart_flips(lab):
+    at = evaluate_page()
+    at.multiselect(key="eval_methods").set_value(["mean-logp", "implicit-reward"])
+    at.checkbox(key="eval_win").check()
+    at.number_input(key="eval_win_prompts").set_value(3)
+    at.number_input(key="eval_win_tokens").set_value(6)
+    at.button(key="eval_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job_id = at.session_state["eval_job"]
+    job = wait_job(lab, job_id)
+    assert job["status"] == "completed", job["error_text"]
+    assert job["result"]["skipped"] == ["implicit-reward for builtin:tiny (not a run)"]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+    evals = ev.list_evals(lab)
+    assert {e["method"] for e in evals} == {"mean-logp", "implicit-reward", "win-rate:lexicon"}
+    assert all(e["id"] in ej.job_evals(lab, job_id) for e in evals)
+    table = at.dataframe[0].value
+    assert set(table.index) == {"builtin:tiny", f"run:{RUN_ID}"}
+    cell = table.loc["builtin:tiny", "tiny-pairs/eval · mean-logp"]
+    assert "%" in cell and "[" in cell  # accuracy with its interval
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert '"error_y"' in chart and "builtin:tiny" in chart
+
+    pair_evals = [e["id"] for e in evals if e["method"] == "mean-logp"]
+    flips = ev.flip_analysis(lab, min(pair_evals), max(pair_evals))
+    assert any("fixed" in c.value and "broken" in c.value for c in at.caption)
+    shown = at.dataframe[1].value
+    assert len(shown) == len(flips["fixed"])
+    examples = at.dataframe[2].value
+    assert list(examples.columns) == ["prompt", "baseline answer", "tuned answer", "verdict"]
+    assert len(examples) == 3
+
+
+def test_flip_list_filters_and_opens_the_data_page(lab):
+    base = ej.evaluate_now(lab, ["builtin:tiny"], "tiny-pairs", "eval", ["mean-logp"])
+    tuned = ej.evaluate_now(lab, [f"run:{RUN_ID}"], "tiny-pairs", "eval", ["mean-logp"])
+    [a], [b] = ej.job_evals(lab, base["id"]), ej.job_evals(lab, tuned["id"])
+    flips = ev.flip_analysis(lab, a, b)
+    which = "fixed" if flips["fixed"] else "broken"
+    assert flips[which], "the perturbed run must flip at least one pair"
+    at = evaluate_page()
+    at.selectbox(key="flip_a").set_value(a)
+    at.selectbox(key="flip_b").set_value(b)
+    at.radio(key="flip_which").set_value(which).run()
+    assert len(at.dataframe[1].value) == len(flips[which])
+    at.text_input(key="flip_filter").input("no such text").run()
+    assert at.dataframe[1].value.empty
+    at.text_input(key="flip_filter").input("").run()
+    pair_id = at.selectbox(key="flip_pair").value
+    at.button(key="flip_edit").click().run()
+    assert at.session_state["dataset"] == "tiny-pairs" and at.session_state["pair_id"] == pair_id
+
+
+def test_start_evaluation_names_what_is_missing(lab):
+    with pytest.raises(ConfigError, match="No model"):
+        ej.start_evaluation(lab, [], "tiny-pairs")
+    with pytest.raises(ConfigError, match="win rate"):
+        ej.start_evaluation(lab, ["builtin:tiny"], "tiny-pairs", win_rate={"prompts": 2})
+    with pytest.raises(ConfigError, match="Unknown method"):
+        ej.start_evaluation(lab, ["builtin:tiny"], "tiny-pairs", methods=["logp"])
+
+
+def test_suite_folder_evaluates_per_file_in_a_job(lab, tmp_path):
+    folder = tmp_path / "blimp"
+    folder.mkdir()
+    (folder / "agreement.txt").write_text("the dog runs .\nthe dog run .\n" * 3)
+    (folder / "island.txt").write_text("what did you see ?\nwhat did you see it ?\n" * 2)
+    job = ej.evaluate_now(lab, ["builtin:tiny"], methods=[], suite=str(folder))
+    assert job["status"] == "completed", job["error_text"]
+    [summary] = ev.list_evals(lab)
+    assert summary["method"] == "suite:mean-logp" and set(summary["files"]) == {"agreement",
+                                                                                "island"}
+
+
+# ---------------------------------------------------------------------------------------------
+# implicit-reward vs the eval_rewards/accuracies training logged on the same pairs
+# ---------------------------------------------------------------------------------------------
+def test_implicit_reward_accuracy_matches_training_eval(workspace_with_tiny, store):
+    from dpo_core.training.config import LoraSettings, RunConfig
+    from dpo_core.training.jobs import read_metrics, start_run, wait_run
+
+    add_pairs(store, "toy", n=30)  # 20 eval pairs, all of them evaluated by TRL at the end
+    cfg = RunConfig(model="builtin:tiny", dataset="toy", max_steps=4, logging_steps=1,
+                    eval_steps=4, save_steps=4, per_device_train_batch_size=2,
+                    learning_rate=5e-3, max_length=64, max_prompt_length=32, sample_prompts=0,
+                    lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    run_id = start_run(store, cfg, workspace_with_tiny)
+    run = wait_run(store, run_id, poll=0.5)
+    assert run["status"] == "completed", run.get("error_text")
+    logged = {m["key"]: m["value"] for m in read_metrics(store, run_id)
+              if m["split"] == "eval" and m["step"] == 4}
+    [summary] = ev.run_evaluation(store, f"run:{run_id}", "toy", "eval", ["implicit-reward"])
+    assert summary["n"] == 20 and summary["beta"] == cfg.beta
+    # Equal because every pair fits max_length/max_prompt_length (TRL would truncate longer ones)
+    # and both sides append EOS to the replies and score the reply tokens only.
+    assert logged["eval_rewards/margins"] != 0.0  # the adapter moved: not a trivial 0 == 0
+    assert summary["accuracy"] == pytest.approx(logged["eval_rewards/accuracies"])
+    margins = [r["chosen_score"] - r["rejected_score"] for r in store.query(
+        "SELECT * FROM eval_results WHERE eval_id=?", (summary["eval_id"],))]
+    assert sum(margins) / len(margins) == pytest.approx(logged["eval_rewards/margins"], abs=1e-3)
+
+
+def test_cli_eval_detach_starts_a_job_tagging_its_evals(lab, capsys):
+    from dpo_core.cli import main
+
+    assert main(["eval", "--model", "builtin:tiny", "--dataset", "tiny-pairs", "--detach"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert wait_job(lab, job_id)["status"] == "completed"
+    [summary] = ev.list_evals(lab)
+    assert ej.job_evals(lab, job_id) == [summary["id"]] and summary["n"] == 16

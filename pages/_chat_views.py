@@ -1,0 +1,195 @@
+"""Pieces of the Chat page: model pickers, sampling settings, one exchange with its vote box.
+
+A conversation lives in st.session_state["chat"]: {"key": the model pair and mode, "turns":
+[{message, left, right, swap, vote}]}. `left`/`right` are the Reply dicts of the baseline and
+the fine-tuned side; `swap` (anonymous mode) shows the right side first; names stay hidden as
+"A"/"B" until the turn has a vote.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from dpo_core.formats import CHAT_FORMAT, CHILDES_FORMAT, PromptFormat
+from dpo_core.generation import SamplingSettings, record_vote
+
+S = st.session_state
+NEW_DATASET = "+ new dataset"
+FORMATS = {"Chat template": CHAT_FORMAT, "Plain text": PromptFormat(),
+           "CHILDES (*MOT: / *CHI:)": CHILDES_FORMAT}
+VERDICT_LABELS = {"left": "{0} better", "right": "{1} better", "tie": "Tie",
+                  "both_bad": "Both bad"}
+
+
+# ---------------------------------------------------------------------------------------
+# Choosing the two models
+# ---------------------------------------------------------------------------------------
+def run_choices(runs: list[dict]) -> dict[str, tuple[str, str]]:
+    """Label -> (fine-tuned spec, base spec): completed runs and their loadable checkpoints."""
+    from dpo_core.models import RUN_MODEL_FILE
+    from dpo_core.training.checkpoints import COMPLETE_MARKER
+
+    out = {}
+    for run in runs:
+        base = run["config"].get("model", "")
+        name = run["name"] if run["name"] != run["id"] else ""
+        out[f"{run['id']} {name}".strip()] = (f"run:{run['id']}", base)
+        folder = Path(run.get("run_dir") or "") / "checkpoints"
+        for ckpt in sorted(folder.glob("checkpoint-*")) if run.get("run_dir") else []:
+            loadable = (ckpt / RUN_MODEL_FILE).is_file() or (ckpt / "config.json").is_file()
+            if (ckpt / COMPLETE_MARKER).is_file() and loadable:
+                out[f"{run['id']} · {ckpt.name}"] = (str(ckpt), base)
+    return out
+
+
+def pick_models(runs: list[dict]) -> tuple[str, str] | None:
+    """(left spec, right spec): a run and its baseline, or any two model specs."""
+    choices = run_choices(runs)
+    modes = ["A fine-tuned run and its baseline", "Any two models"]
+    mode = st.radio("Compare", modes, horizontal=True, key="chat_mode",
+                    index=0 if choices else 1)
+    cols = st.columns(2)
+    if mode == modes[0]:
+        if not choices:
+            st.info("No completed runs yet: train one on the Train page, or compare any two "
+                    "models.")
+            return None
+        label = cols[1].selectbox("Fine-tuned run (right)", list(choices), key="chat_run")
+        right, base = choices[label]
+        if S.get("chat_base_for") != label:  # default the baseline to this run's base model
+            S["chat_base_for"], S["chat_base"] = label, base
+        left = cols[0].text_input("Baseline (left)", key="chat_base",
+                                  help="Default: the run's base model; any model spec works.")
+    else:
+        left = cols[0].text_input("Left model", "builtin:tiny", key="chat_left")
+        right = cols[1].text_input("Right model", "builtin:tiny", key="chat_right")
+    if not left.strip() or not right.strip():
+        st.info("Name both models (a folder, a hub id, run:<id> or a builtin).")
+        return None
+    return left.strip(), right.strip()
+
+
+def sampling_settings() -> SamplingSettings:
+    """The sampling settings both sides share."""
+    help_of = {f: SamplingSettings.__dataclass_fields__[f].metadata["help"]
+               for f in SamplingSettings.__dataclass_fields__}
+    with st.expander("Sampling settings (both sides)"):
+        c = st.columns(4)
+        greedy = c[0].toggle("Greedy", key="chat_greedy", help=help_of["greedy"])
+        seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key="chat_seed", help=help_of["seed"])
+        max_new = c[2].number_input("Max new tokens", 1, 1024, 64, key="chat_max_new",
+                                    help=help_of["max_new_tokens"])
+        rep = c[3].number_input("Repetition penalty", 0.5, 2.0, 1.1, 0.05, key="chat_rep",
+                                help=help_of["repetition_penalty"])
+        c = st.columns(4)
+        temp = c[0].slider("Temperature", 0.05, 2.0, 0.7, 0.05, key="chat_temp",
+                           disabled=greedy, help=help_of["temperature"])
+        top_p = c[1].slider("Top-p", 0.05, 1.0, 0.95, 0.05, key="chat_top_p", disabled=greedy,
+                            help=help_of["top_p"])
+        top_k = c[2].number_input("Top-k", 0, 1000, 50, key="chat_top_k", disabled=greedy,
+                                  help=help_of["top_k"])
+        ngram = c[3].number_input("No-repeat n-gram size", 0, 10, 0, key="chat_ngram",
+                                  help=help_of["no_repeat_ngram_size"])
+    return SamplingSettings(temperature=float(temp), top_p=float(top_p), top_k=int(top_k),
+                            max_new_tokens=int(max_new), repetition_penalty=float(rep),
+                            no_repeat_ngram_size=int(ngram), greedy=greedy, seed=int(seed))
+
+
+def pick_format(run_format: PromptFormat) -> PromptFormat:
+    """The run's own format by default; another one on request."""
+    options = [f"The run's format ({run_format.label})", *FORMATS]
+    label = st.selectbox("Prompt format", options, key="chat_format")
+    return run_format if label == options[0] else FORMATS[label]
+
+
+def vote_target(db) -> str:
+    """The dataset that preference votes write their pairs to."""
+    names = [r["name"] for r in db.query("SELECT name FROM datasets ORDER BY id")]
+    cols = st.columns(2)
+    picked = cols[0].selectbox("Votes become pairs in", [NEW_DATASET, *names],
+                               key="chat_dataset")
+    if picked != NEW_DATASET:
+        return picked
+    return cols[1].text_input("New dataset name", "chat-votes", key="chat_new_dataset").strip()
+
+
+# ---------------------------------------------------------------------------------------
+# One exchange: the message, both answers, timings, the vote
+# ---------------------------------------------------------------------------------------
+def side_names(turn: dict, specs: tuple[str, str]) -> tuple[list[str], list[str]]:
+    """(shown order of sides, their headings): specs, or A/B until an anonymous turn is voted."""
+    order = ["right", "left"] if turn.get("swap") else ["left", "right"]
+    if not turn.get("anonymous"):
+        return order, [f"Left · {specs[0]}", f"Right · {specs[1]}"]
+    spec = dict(zip(("left", "right"), specs, strict=True))
+    if turn.get("vote"):
+        return order, [f"{ab} · {spec[side]}" for ab, side in zip("AB", order, strict=True)]
+    return order, ["A", "B"]
+
+
+def timing(reply: dict) -> str:
+    ttft = "-" if reply.get("ttft_s") is None else f"{reply['ttft_s']:.2f} s"
+    return (f"first token {ttft} · {reply.get('tokens_per_s', 0):.1f} tokens/s · "
+            f"{reply.get('new_tokens', 0)} tokens")
+
+
+def show_turn(i: int, turn: dict, specs: tuple[str, str]) -> None:
+    """The user message and both answers in two columns."""
+    with st.chat_message("user"):
+        st.markdown(turn["message"])
+    order, names = side_names(turn, specs)
+    for col, side, name in zip(st.columns(2), order, names, strict=True):
+        with col:
+            st.markdown(f"**{name}**")
+            with st.chat_message("assistant"):
+                st.markdown(turn[side]["text"] or "_(empty answer)_")
+            st.caption(timing(turn[side]))
+
+
+def vote_box(i: int, turn: dict, specs: tuple[str, str], ctx: dict) -> None:
+    """Vote on one exchange; a preference (optionally edited) becomes a pair in a dataset."""
+    vote = turn.get("vote")
+    if vote:
+        show_vote(i, vote)
+        return
+    order, _ = side_names(turn, specs)
+    shown = ("A", "B") if turn.get("anonymous") else ("Left", "Right")
+    # shown position -> real side; "left better" means the side shown first
+    real = dict(zip(("left", "right"), order, strict=True))
+    labels = {k: v.format(*shown) for k, v in VERDICT_LABELS.items()}
+    picked = st.radio("Which answer is better?", list(labels), format_func=labels.get,
+                      horizontal=True, index=None, key=f"chat_vote_{i}")
+    if picked is None:
+        return
+    verdict = real.get(picked, picked)
+    edited = None
+    if verdict in ("left", "right"):
+        better = turn[verdict]["text"]
+        edited = st.text_area("Edit the better answer before saving (optional)", better,
+                              key=f"chat_edit_{i}_{verdict}")
+        edited = None if edited == better else edited
+    if st.button("Save vote", key=f"chat_save_{i}", type="primary"):
+        result = record_vote(ctx["store"], specs[0], specs[1], turn["message"],
+                             turn["left"]["text"], turn["right"]["text"], verdict,
+                             dataset=ctx["dataset"], prompt_format=ctx["format"],
+                             settings=ctx["settings"], edited_better=edited,
+                             history=ctx["histories"][verdict if verdict in ("left", "right")
+                                                      else "left"][:i])
+        turn["vote"] = {"verdict": verdict, "pair_id": result.pair_id,
+                        "dataset": result.dataset}
+        st.rerun()
+
+
+def show_vote(i: int, vote: dict) -> None:
+    if vote["pair_id"] is None:
+        st.caption(f"Vote saved: {VERDICT_LABELS[vote['verdict']].format('Left', 'Right')} "
+                   "(kept as a vote, not a pair).")
+        return
+    cols = st.columns([3, 1])
+    cols[0].success(f"Saved pair {vote['pair_id']} to dataset **{vote['dataset']}** "
+                    f"({vote['verdict']} side chosen).")
+    if cols[1].button("See it in the Data page", key=f"chat_see_{i}"):
+        S["dataset"] = vote["dataset"]
+        st.switch_page("pages/data.py")

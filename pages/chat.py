@@ -1,0 +1,123 @@
+"""Chat: a fine-tuned run and its baseline answer the same message side by side; votes become
+pairs for the next run.
+
+One ModelCache per server (st.cache_resource) holds the weights; `keep_only` evicts what the
+current pair of models does not need, so a message never reloads weights. The sides stream one
+after the other: when they share base weights they share one lock anyway.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import streamlit as st
+
+from dpo_core.errors import DPOLabError
+from dpo_core.generation import ModelCache, chat_format, format_warning, render_chat, stream
+from pages import _chat_views as views
+from pages._widgets import errors_shown, store, workspace
+
+S = st.session_state
+
+
+@st.cache_resource(show_spinner=False)
+def model_cache(home: str) -> ModelCache:
+    """The one model cache of this server for a workspace."""
+    from dpo_core.workspace import get_workspace
+
+    return ModelCache(get_workspace(home))
+
+
+def conversation(key: tuple) -> dict:
+    """This model pair's conversation; another pair (or format) starts a new one."""
+    chat = S.get("chat")
+    if chat is None or chat["key"] != key:
+        chat = S["chat"] = {"key": key, "turns": []}
+    return chat
+
+
+def histories(turns: list[dict]) -> dict[str, list[tuple[str, str]]]:
+    """Each side's own history: (user message, that side's answer) per turn."""
+    return {side: [(t["message"], t[side]["text"]) for t in turns] for side in ("left", "right")}
+
+
+def answer(message: str, sides: dict, fmt, settings, turns: list[dict], anonymous: bool) -> dict:
+    """Stream both answers into two columns; returns the new turn."""
+    turn = {"message": message, "anonymous": anonymous,
+            "swap": anonymous and random.random() < 0.5}
+    hist = histories(turns)
+    with st.chat_message("user"):
+        st.markdown(message)
+    order, names = views.side_names(turn, S["chat"]["key"][:2])
+    for col, side, name in zip(st.columns(2), order, names, strict=True):
+        with col:
+            st.markdown(f"**{name}**")
+            prompt_text = render_chat(sides[side], hist[side], message, fmt)
+            live = stream(sides[side], prompt_text, settings, fmt)
+            with st.chat_message("assistant"):
+                st.write_stream(live)
+            turn[side] = live.reply.to_dict()
+            st.caption(views.timing(turn[side]))
+    return turn
+
+
+st.title("Chat")
+st.caption("Both models answer each message with the same settings and seed. Vote under an "
+           "exchange: a preference becomes a pair for the next run.")
+db = store()
+with errors_shown():
+    from dpo_core.training.jobs import list_runs
+
+    specs = views.pick_models(list_runs(db, status="completed"))
+    if specs is None:
+        st.stop()
+    cache = model_cache(str(workspace().home))
+    cache.keep_only(list(specs))
+    with st.spinner("Loading the models (once)..."):
+        sides = {"left": cache.get(specs[0]), "right": cache.get(specs[1])}
+    run_format = chat_format(sides["left"], sides["right"])
+    fmt = views.pick_format(run_format)
+    warning = format_warning(run_format, fmt)
+    if warning:
+        st.warning(warning)
+    settings = views.sampling_settings()
+    cols = st.columns([2, 1], vertical_alignment="bottom")
+    with cols[0]:
+        target = views.vote_target(db)
+    anonymous = cols[1].toggle("Anonymous (A/B until the vote)", key="chat_anonymous")
+
+    chat = conversation((*specs, fmt.label))
+    turns = chat["turns"]
+    ctx = {"store": db, "dataset": target, "format": fmt, "settings": settings,
+           "histories": histories(turns)}
+    for i, turn in enumerate(turns):
+        views.show_turn(i, turn, specs)
+        views.vote_box(i, turn, specs, ctx)
+        st.divider()
+
+    buttons = st.columns(6)
+    if turns and buttons[0].button("Regenerate", icon=":material/refresh:",
+                                   help="Answer the last message again with the next seed."):
+        last = turns.pop()
+        S["chat_pending"] = (last["message"], last.get("attempt", 0) + 1)
+        st.rerun()
+    if turns and buttons[1].button("Clear", icon=":material/delete:"):
+        turns.clear()
+        st.rerun()
+
+    typed = st.chat_input("Message both models")
+    pending = S.pop("chat_pending", None) or ((typed, 0) if typed else None)
+    if pending:
+        message, attempt = pending
+        try:
+            turn = answer(message, sides, fmt, replace(settings, seed=settings.seed + attempt),
+                          turns, anonymous)
+        except DPOLabError:
+            raise  # errors_shown says what was wrong and the fix
+        except Exception as exc:  # a model that cannot render or generate: say so, keep going
+            st.error(f"Generation failed: {exc}\n\n**Fix:** check the prompt format and the "
+                     "models, or try another pair.")
+            st.stop()
+        turns.append({**turn, "attempt": attempt})
+        st.rerun()

@@ -1,0 +1,132 @@
+"""The Chat page through app.py (Streamlit AppTest) with a finished tiny LoRA run: both answers
+appear, votes write the right pair (or none for a tie), the format note, anonymous mode."""
+
+import json
+
+import pytest
+from conftest import REPO
+from streamlit.testing.v1 import AppTest
+
+from dpo_core.demo.sample_run import RUN_ID, make_sample_run
+from dpo_core.store import open_store
+
+RUN_SPEC = f"run:{RUN_ID}"
+
+
+@pytest.fixture
+def lab(workspace_with_tiny, monkeypatch):
+    monkeypatch.setenv("DPO_LAB_NO_PREPARE", "1")
+    make_sample_run(workspace_with_tiny, open_store(workspace_with_tiny.db_path))
+    return workspace_with_tiny
+
+
+def chat_page() -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/chat.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def send(at: AppTest, message: str, greedy: bool = False) -> AppTest:
+    at.toggle(key="chat_greedy").set_value(greedy)
+    at.number_input(key="chat_max_new").set_value(12)
+    at.chat_input[0].set_value(message).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def answers(at: AppTest) -> list[str]:
+    """The answers of every turn as generated (left, right, left, right, ...)."""
+    chat = at.session_state["chat"] if "chat" in at.session_state else {"turns": []}
+    return [t[side]["text"] for t in chat["turns"] for side in ("left", "right")]
+
+
+def vote(at: AppTest, verdict: str, dataset: str = "chat-votes") -> AppTest:
+    at.text_input(key="chat_new_dataset").set_value(dataset)
+    at.radio(key="chat_vote_0").set_value(verdict).run()
+    at.button(key="chat_save_0").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def pairs(ws, dataset: str) -> list[dict]:
+    rows = open_store(ws.db_path).query(
+        "SELECT p.prompt, p.chosen, p.rejected, p.source FROM pairs p "
+        "JOIN datasets d ON d.id=p.dataset_id WHERE d.name=?", (dataset,))
+    return [dict(r) for r in rows]
+
+
+def test_message_gets_both_answers_with_timings(lab):
+    at = send(chat_page(), "what is that ?")
+    assert at.text_input(key="chat_base").value == "builtin:tiny"  # the run's base by default
+    left, right = answers(at)
+    assert left and right and left != right  # the adapter changes the answer
+    shown = [m.markdown[0].value for m in at.chat_message if m.name == "assistant"]
+    assert shown == [left, right]
+    headings = " ".join(m.value for m in at.markdown)
+    assert "Left · builtin:tiny" in headings and f"Right · {RUN_SPEC}" in headings
+    assert sum("tokens/s" in c.value for c in at.caption) == 2
+
+
+def test_preference_vote_writes_the_pair(lab):
+    at = send(chat_page(), "what is that ?")
+    left, right = answers(at)
+    vote(at, "right")
+    assert pairs(lab, "chat-votes") == [{"prompt": "what is that ?", "chosen": right,
+                                         "rejected": left, "source": "chat"}]
+    assert any("Saved pair" in s.value for s in at.success)
+    at.button(key="chat_see_0").click().run()
+    assert at.session_state["dataset"] == "chat-votes"
+
+
+def test_second_turn_pair_prompt_has_the_chosen_sides_history(lab):
+    at = send(chat_page(), "what is that ?")
+    first_left = answers(at)[0]
+    at = send(at, "where is the ball ?")
+    left, right = answers(at)[2:]
+    at.text_input(key="chat_new_dataset").set_value("multi")
+    at.radio(key="chat_vote_1").set_value("left").run()
+    at.button(key="chat_save_1").click().run()
+    (pair,) = pairs(lab, "multi")
+    assert json.loads(pair["prompt"]) == [  # the chosen (left) side's own history
+        {"role": "user", "content": "what is that ?"},
+        {"role": "assistant", "content": first_left},
+        {"role": "user", "content": "where is the ball ?"}]
+    assert (pair["chosen"], pair["rejected"]) == (left, right)
+
+
+def test_tie_is_a_vote_not_a_pair(lab):
+    at = vote(send(chat_page(), "what is that ?"), "tie")
+    db = open_store(lab.db_path)
+    assert db.scalar("SELECT COUNT(*) FROM votes WHERE verdict='tie'") == 1
+    assert db.scalar("SELECT COUNT(*) FROM datasets WHERE name='chat-votes'") == 0
+    assert any("not a pair" in c.value for c in at.caption)
+
+
+def test_format_warning_for_a_mismatched_format(lab):
+    at = chat_page()
+    assert not at.warning
+    at.selectbox(key="chat_format").set_value("CHILDES (*MOT: / *CHI:)").run()
+    assert any("trained with the chat template" in w.value for w in at.warning)
+
+
+def test_anonymous_mode_hides_names_until_the_vote(lab):
+    at = chat_page()
+    at.toggle(key="chat_anonymous").set_value(True)
+    at = send(at, "what is that ?")
+    headings = [m.value for m in at.markdown]
+    assert "**A**" in headings and "**B**" in headings
+    assert not any(RUN_SPEC in h for h in headings)
+    vote(at, "tie")
+    headings = " ".join(m.value for m in at.markdown)
+    assert RUN_SPEC in headings and "builtin:tiny" in headings
+
+
+def test_regenerate_and_clear(lab):
+    at = send(chat_page(), "what is that ?")
+    first = answers(at)
+    at.button[0].click().run()  # Regenerate: the next seed
+    assert len(answers(at)) == 2 and answers(at) != first
+    next(b for b in at.button if b.label == "Clear").click().run()
+    assert answers(at) == []

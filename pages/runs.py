@@ -123,6 +123,34 @@ def actions(run: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# Export a completed run as a Hugging Face Space folder (the `export-space` verb)
+# ---------------------------------------------------------------------------------------
+def space_export(run: dict) -> None:
+    """A button that writes <workspace>/exports/<run>-space, then how to run or push it."""
+    if run["status"] != "completed" or run["kind"] == "external":
+        return
+    out = workspace().exports / f"{run['id']}-space"
+    with st.expander("Export as Space", icon=":material/rocket:",
+                     expanded=(out / "app.py").is_file()):
+        st.caption("A Gradio app with the baseline and this run side by side, with vote buttons; "
+                   "it runs locally and deploys as a Hugging Face Space.")
+        if st.button("Export as Space", key=f"space:{run['id']}", icon=":material/ios_share:"):
+            from dpo_core.demo.export import export_space
+
+            with errors_shown(), st.spinner("Writing the Space folder ..."):
+                result = export_space(store(), run["id"], out, overwrite=True)
+                st.success(f"Wrote {len(result.files)} files.")
+        if not (out / "app.py").is_file():
+            return
+        st.markdown(f"Space folder: `{out}`")
+        st.caption("Run it locally (http://127.0.0.1:7860):")
+        st.code(f"cd {out}\npip install -r requirements.txt\npython app.py", language="bash")
+        st.caption("Push it to a Space (needs HF_TOKEN with write access and network):")
+        st.code(f"python -m dpo_core export-space {run['id']} --out {out} --force "
+                "--push USER/SPACE-NAME", language="bash")
+
+
+# ---------------------------------------------------------------------------------------
 # The run view
 # ---------------------------------------------------------------------------------------
 def run_view(run_id: str) -> None:
@@ -289,6 +317,7 @@ with tab_runs:
         st.session_state["run_id"] = run_id
         selected = next(r for r in runs if r["id"] == run_id)
         actions(selected)
+        space_export(selected)
         (live_view if selected["status"] in ACTIVE else run_view)(run_id)
 with tab_compare:
     compare_tab(runs)

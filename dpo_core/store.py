@@ -174,6 +174,36 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        CREATE TABLE sweeps (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            config_json TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'created',
+            created REAL NOT NULL,
+            job_id TEXT,
+            baseline_json TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE TABLE sweep_trials (
+            sweep_id TEXT NOT NULL,
+            run_id TEXT,
+            number INTEGER NOT NULL,
+            params_json TEXT NOT NULL DEFAULT '{}',
+            value REAL,
+            status TEXT NOT NULL DEFAULT 'running',
+            gain_json TEXT NOT NULL DEFAULT '{}',
+            UNIQUE(sweep_id, number)
+        );
+        """,
+    ),
+    (
+        5,
+        """
+        CREATE INDEX metrics_last ON metrics(run_id, key, id);
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -305,9 +305,8 @@ def test_cli_eval_pairs_file_as_pairs_and_as_choices(tiny_model_dir, store, tmp_
 
 
 @pytest.mark.slow
-def test_default_model_mean_logp_equals_reference_on_childes():
-    if not model_state()["ready"]:
-        pytest.skip(f"{DEFAULT_SPEC} is not prepared (python -m dpo_core prepare-model)")
+def test_default_model_mean_logp_equals_reference_on_childes(workspace_with_default):
+    assert model_state()["ready"]
     records = json.loads(shared_data("childes-dpo", "huggingface_dpo_format_eval.json")
                          .read_text())[:16]
     loaded = resolve_model(DEFAULT_SPEC)

@@ -140,6 +140,9 @@ def test_leaderboard_of_the_orca_sweep_export():
 def test_latest_metrics_reads_the_last_value_per_run(store):
     from dpo_core.training.callbacks import write_metrics
 
+    with store.write() as conn:  # metrics always belong to a run
+        for run_id in ("r1", "r2"):
+            conn.execute("INSERT INTO runs(id, kind, created) VALUES(?, 'train', 0)", (run_id,))
     write_metrics(store, "r1", 1, {"loss": 0.7, "eval_loss": 0.69})
     write_metrics(store, "r1", 2, {"loss": 0.5})
     write_metrics(store, "r2", 1, {"loss": 0.6, "epoch": 1.0})

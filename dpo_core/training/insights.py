@@ -320,15 +320,18 @@ SUMMARY_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "eval_loss",
 
 
 def latest_metrics(store, keys: Iterable[str] = SUMMARY_KEYS) -> dict[str, dict[str, float]]:
-    """{run_id: {key: last written value}} for the given keys, for every run, in one query."""
+    """{run_id: {key: last written value}} for the given keys, for every run.
+
+    One indexed lookup per run and key (metrics_last index), so the cost does not grow with the
+    number of logged steps."""
     keys = list(keys)
-    marks = ",".join("?" * len(keys))
-    rows = store.query(
-        f"SELECT run_id, key, value FROM metrics WHERE id IN (SELECT MAX(id) FROM metrics "
-        f"WHERE key IN ({marks}) GROUP BY run_id, key)", tuple(keys))
     out: dict[str, dict[str, float]] = {}
-    for row in rows:
-        out.setdefault(row["run_id"], {})[row["key"]] = row["value"]
+    for run in store.query("SELECT id FROM runs"):
+        for key in keys:
+            row = store.query_one("SELECT value FROM metrics WHERE run_id=? AND key=? "
+                                  "ORDER BY id DESC LIMIT 1", (run["id"], key))
+            if row is not None:
+                out.setdefault(run["id"], {})[key] = row["value"]
     return out
 
 

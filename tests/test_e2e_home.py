@@ -1,7 +1,6 @@
 """The first start in a real browser: demo data loaded, default model prepared with progress."""
 
 import pytest
-
 from conftest import StreamlitServer, assert_no_exception, wait_for_app
 
 

@@ -1,9 +1,8 @@
 """Every page runs through app.py without an exception (Streamlit AppTest)."""
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 from conftest import REPO
+from streamlit.testing.v1 import AppTest
 
 PAGES = [line.split('"')[1] for line in (REPO / "app.py").read_text().splitlines()
          if line.strip().startswith('("pages/')]

@@ -10,9 +10,10 @@ import yaml
 from dpo_core.device import DeviceInfo
 from dpo_core.training.config import RunConfig, to_trl, validate
 
-# training recipes; pair-builder configs (`builder:` key, `generate-*.yaml`) are tested elsewhere
+# training recipes; pair-builder configs (`builder:` key, `generate-*.yaml`) and sweeps
+# (`parameters:` key, `sweep-*.yaml`, tested in test_sweeps.py) are tested elsewhere
 RECIPES = sorted(p for p in (Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml")
-                 if "builder" not in (yaml.safe_load(p.read_text()) or {}))
+                 if not {"builder", "parameters"} & set(yaml.safe_load(p.read_text()) or {}))
 CPU = DeviceInfo("cpu", "test", 8.0, 1, "fp32")
 GPU = DeviceInfo("cuda", "test GPU", 80.0, 1, "bf16")
 

@@ -105,9 +105,10 @@ class Worker:
                                oom_at_step=cfg.debug.oom_at_step,
                                step_delay=cfg.debug.step_delay, write=self.main,
                                metrics=not os.environ.get("DPO_LAB_BENCH_NO_WRITER"))
-        trainer = DPOTrainer(model=model, args=args, train_dataset=train,
-                             eval_dataset=evals, processing_class=tok,
-                             peft_config=peft_config, callbacks=[callback])
+        trainer_cls = self.trainer_class(cfg, DPOTrainer)
+        trainer = trainer_cls(model=model, args=args, train_dataset=train,
+                              eval_dataset=evals, processing_class=tok,
+                              peft_config=peft_config, callbacks=[callback])
         prompts = self.sample_prompts(cfg)
         callback.sampler = lambda step: self.write_samples(trainer, tok, prompts, step, cfg)
         resume = self.resume_checkpoint()
@@ -125,6 +126,16 @@ class Worker:
                                             "final": str(self.run_dir / "final")}),
                          step=trainer.state.global_step)
         return "completed"
+
+    def trainer_class(self, cfg: RunConfig, default):
+        """DPOTrainer, or its subclass using the workspace's reference log-prob cache."""
+        if not cfg.precompute_ref_log_probs:
+            return default
+        from ..workspace import get_workspace
+        from .refcache import trainer_class
+
+        home = json.loads((self.run_dir / RUN_FILE).read_text()).get("workspace")
+        return trainer_class(cfg, self.run_dir, get_workspace(home).cache)
 
     def load_model(self, cfg: RunConfig, device):
         """The base model from its folder (so TRL can rebuild the reference from the same path)."""

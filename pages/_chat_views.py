@@ -56,6 +56,12 @@ def pick_models(runs: list[dict]) -> tuple[str, str] | None:
             st.info("No completed runs yet: train one on the Train page, or compare any two "
                     "models.")
             return None
+        wanted = S.get("run_id")  # the run other pages point at ("chat with the best run")
+        if wanted and S.get("chat_run_from") != wanted:
+            S["chat_run_from"] = wanted
+            for lab, (spec, _) in choices.items():
+                if spec == f"run:{wanted}":
+                    S["chat_run"] = lab
         label = cols[1].selectbox("Fine-tuned run (right)", list(choices), key="chat_run")
         right, base = choices[label]
         if S.get("chat_base_for") != label:  # default the baseline to this run's base model

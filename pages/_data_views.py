@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import html
+import json
 import random
 from collections import Counter
 
@@ -20,6 +21,7 @@ from dpo_core.data.checks import run_checks
 from dpo_core.data.datasets import Dataset, Pair, get_dataset
 from dpo_core.data.io import EXPORT_FORMATS, FORMATS, export_pairs, import_pairs, parse_mapping
 from dpo_core.errors import ConflictError, DPOLabError
+from dpo_core.models import DEFAULT_SPEC, TINY_SPEC, load_tokenizer, model_state, resolve_path
 from dpo_core.store import open_store
 from pages._widgets import workspace
 
@@ -27,6 +29,10 @@ PAGE_SIZE = 25
 COUNT_CAP = 1000
 ALL = "(all)"
 EDIT_COLUMNS = ["prompt", "chosen", "rejected", "split", "source", "tags", "flags", "note"]
+SORTS = {"id": "id ↑", "-id": "id ↓", "chosen_len": "chosen length ↑",
+         "-chosen_len": "chosen length ↓", "rejected_len": "rejected length ↑",
+         "-rejected_len": "rejected length ↓", "prompt_len": "prompt length ↑",
+         "-prompt_len": "prompt length ↓"}
 S = st.session_state
 
 
@@ -40,13 +46,13 @@ def edit_mark(db, dataset_id: int) -> int:
 def summary(db_path: str, dataset_id: int, created: float, mark: int) -> dict:
     """Counts per split/source, tag and flag names, and word lengths (sampled for charts)."""
     db = open_store(db_path)
-    rows = db.query("SELECT split, source, prompt, chosen, rejected FROM pairs "
+    rows = db.query("SELECT id, split, source, prompt, chosen, rejected FROM pairs "
                     "WHERE dataset_id=? AND deleted=0", (dataset_id,))
     names = {col: sorted(r[0] for r in db.query(
         f"SELECT DISTINCT j.value FROM pairs p, json_each(p.{col}) j "
         "WHERE p.dataset_id=? AND p.deleted=0", (dataset_id,))) for col in ("tags", "flags")}
     sample = random.Random(0).sample(list(rows), min(len(rows), 5000))
-    return {"total": len(rows), "splits": dict(Counter(r["split"] for r in rows)),
+    return {"sample_ids": [r["id"] for r in sample], "total": len(rows), "splits": dict(Counter(r["split"] for r in rows)),
             "sources": dict(Counter(r["source"] or "(none)" for r in rows)),
             "raw_sources": sorted({r["source"] for r in rows if r["source"]}),
             "tags": names["tags"], "flags": names["flags"],
@@ -54,9 +60,42 @@ def summary(db_path: str, dataset_id: int, created: float, mark: int) -> dict:
                         for k in ("prompt", "chosen", "rejected")}}
 
 
-@st.cache_data(show_spinner="Running checks ...", max_entries=16)
 def check_results(db_path: str, dataset_id: int, created: float, mark: int) -> dict:
-    return run_checks(open_store(db_path), dataset_id)
+    """Every check; too_long as well once a max length in tokens is set in the Checks panel."""
+    max_tokens = int(S.get("data_max_tokens") or 0)
+    return _checks(db_path, dataset_id, created, mark, max_tokens,
+                   token_model() if max_tokens else "")
+
+
+@st.cache_data(show_spinner="Running checks ...", max_entries=16)
+def _checks(db_path: str, dataset_id: int, created: float, mark: int, max_tokens: int,
+            spec: str) -> dict:
+    tokenizer = tokenizer_for(spec) if max_tokens else None
+    return run_checks(open_store(db_path), dataset_id, max_tokens=max_tokens or None,
+                      tokenizer=tokenizer)
+
+
+def token_model() -> str:
+    """The model whose tokenizer counts tokens: the user's pick, else the default if prepared."""
+    default = DEFAULT_SPEC if model_state(DEFAULT_SPEC)["ready"] else TINY_SPEC
+    return (S.get("data_token_model") or "").strip() or default
+
+
+@st.cache_resource(show_spinner="Loading tokenizer ...", max_entries=4)
+def tokenizer_for(spec: str):
+    return load_tokenizer(resolve_path(spec))
+
+
+@st.cache_data(show_spinner="Counting tokens ...", max_entries=8)
+def token_lengths(db_path: str, dataset_id: int, created: float, mark: int, spec: str,
+                  _sample_ids: list[int]) -> dict:
+    """Token counts of prompt/chosen/rejected on the stats sample (same pairs as word lengths)."""
+    rows = open_store(db_path).query(
+        "SELECT prompt, chosen, rejected FROM pairs WHERE id IN (SELECT value FROM json_each(?))"
+        " ORDER BY id", (json.dumps(_sample_ids),))
+    tok = tokenizer_for(spec)
+    return {k: [len(ids) for ids in tok([r[k] for r in rows], add_special_tokens=False)
+                ["input_ids"]] for k in ("prompt", "chosen", "rejected")} if rows else {}
 
 
 # -- callbacks helpers ------------------------------------------------------------------------
@@ -162,23 +201,25 @@ def _signature(dataset: Dataset, filters: dict) -> tuple:
 # -- browse and edit --------------------------------------------------------------------------
 def _snapshot(db, dataset: Dataset, filters: dict) -> dict:
     """The page as the user loaded it (with versions): edits are checked against it."""
-    sig = _signature(dataset, filters)
+    sort = S.get("data_sort", "id")
+    sig = (*_signature(dataset, filters), sort)
     if S.get("data_sig") != sig:
         S["data_sig"], S["data_cursor"] = sig, None
     key = (sig, S.get("data_cursor"), S.get("data_nonce", 0))
     snap = S.get("data_snap")
     if snap is None or snap["key"] != key:
         where, at = S.get("data_cursor") or (None, None)
-        pg = edits.page(db, dataset.id, limit=PAGE_SIZE, **_query(filters),
+        pg = edits.page(db, dataset.id, limit=PAGE_SIZE, sort=sort, **_query(filters),
                         **({where: at} if where else {}))
         if not pg.pairs and where:  # stepped past the end (rows changed): back to the start
             S["data_cursor"] = None
-            pg = edits.page(db, dataset.id, limit=PAGE_SIZE, **_query(filters))
+            pg = edits.page(db, dataset.id, limit=PAGE_SIZE, sort=sort, **_query(filters))
         more_before = where is not None and bool(pg.pairs) and edits.page(
-            db, dataset.id, before=pg.first_id, limit=1, **_query(filters)).pairs != []
+            db, dataset.id, before=pg.first_key, limit=1, sort=sort,
+            **_query(filters)).pairs != []
         snap = {"key": (sig, S.get("data_cursor"), S.get("data_nonce", 0)),
                 "pairs": [p.__dict__.copy() for p in pg.pairs], "has_more": pg.has_more,
-                "has_prev": more_before, "first": pg.first_id, "last": pg.last_id}
+                "has_prev": more_before, "first": pg.first_key, "last": pg.last_key}
         S["data_snap"] = snap
     return snap
 
@@ -242,23 +283,25 @@ def workspace_store():
     return open_store(workspace().db_path)
 
 
-def _step(where: str, at: int | None) -> None:
+def _step(where: str, at: int | tuple | None) -> None:
     S["data_cursor"] = (where, at) if at is not None else None
 
 
 @st.fragment
 def browse(db, dataset: Dataset, filters: dict, total: int) -> None:
-    """The paged table: Prev/Next by id, edit in place, per-row actions, add, undo, history."""
+    """The paged table: Prev/Next in the chosen sort, edit in place, per-row actions, add, undo."""
     _messages()
+    nav = st.columns([1, 1, 2, 2], vertical_alignment="bottom")
+    nav[3].selectbox("Sort by", list(SORTS), key="data_sort", format_func=SORTS.get,
+                     help="Lengths are in characters; ties are ordered by id.")
     snap = _snapshot(db, dataset, filters)
     _, shown = _count(db, dataset, filters, total)
-    nav = st.columns([1, 1, 4])
     nav[0].button("◀ Prev", key="data_prev", disabled=not snap["has_prev"],
                   on_click=_step, args=("before", snap["first"]))
     nav[1].button("Next ▶", key="data_next", disabled=not snap["has_more"],
                   on_click=_step, args=("after", snap["last"]))
     ids = [p["id"] for p in snap["pairs"]]
-    nav[2].caption(f"{shown} matching pairs · showing ids {ids[0]}–{ids[-1]}" if ids
+    nav[2].caption(f"{shown} matching pairs · showing ids {min(ids)}–{max(ids)}" if ids
                    else f"{shown} matching pairs")
     if not ids:
         st.info("No pairs match.")
@@ -408,6 +451,12 @@ def _messages_inline() -> None:
 # -- checks and stats -------------------------------------------------------------------------
 def checks_panel(checks: dict) -> None:
     st.caption("Pairs failing each check (live pairs). Show one to filter the table to it.")
+    cols = st.columns(2)
+    cols[0].number_input("Max length in tokens (prompt + longer answer; 0 = off)", min_value=0,
+                         value=0, step=64, key="data_max_tokens",
+                         help="Adds the too long check, counted with the tokenizer below.")
+    cols[1].text_input("Tokenizer of model", key="data_token_model", placeholder=token_model(),
+                       help=f"{DEFAULT_SPEC}, {TINY_SPEC}, a model folder or a hub id.")
     for name, result in checks.items():
         cols = st.columns([2, 1, 1])
         cols[0].markdown(f"**{name.replace('_', ' ')}**")
@@ -417,7 +466,7 @@ def checks_panel(checks: dict) -> None:
     st.button("Clear check filter", key="data_clear_check", on_click=_clear_check)
 
 
-def stats_panel(summary_: dict) -> None:
+def stats_panel(summary_: dict, dataset: Dataset | None = None, mark: int = 0) -> None:
     left, right = st.columns(2)
     for col, key, title in ((left, "splits", "Pairs per split"),
                             (right, "sources", "Pairs per source")):
@@ -432,6 +481,30 @@ def stats_panel(summary_: dict) -> None:
                       key="data_hist")
     right.plotly_chart(px.scatter(lengths, x="chosen", y="rejected", opacity=0.4,
                                   title="Chosen vs rejected length (words)"), key="data_scatter")
+    if dataset is None and S.get("dataset"):
+        db = workspace_store()
+        dataset = get_dataset(db, S["dataset"])
+        mark = edit_mark(db, dataset.id)
+    if dataset is not None:
+        _token_histogram(summary_, dataset, mark)
+
+
+def _token_histogram(summary_: dict, dataset: Dataset, mark: int) -> None:
+    """Length in tokens of the chosen model's tokenizer, on demand (loading one takes seconds)."""
+    spec = token_model()
+    if not st.toggle(f"Length in tokens ({spec}; pick the model in Checks)", key="data_tokens"):
+        return
+    try:
+        counts = token_lengths(str(workspace().db_path), dataset.id, dataset.created, mark,
+                               spec, summary_["sample_ids"])
+    except DPOLabError as exc:
+        st.error(exc.message + (f"\n\n**Fix:** {exc.fix}" if exc.fix else ""))
+        return
+    if counts:
+        long = pd.DataFrame(counts).melt(var_name="field", value_name="tokens")
+        st.plotly_chart(px.histogram(long, x="tokens", color="field", barmode="overlay",
+                                     title=f"Length in tokens ({spec}, same sample)"),
+                        key="data_token_hist")
 
 
 # -- transforms, import, export ---------------------------------------------------------------

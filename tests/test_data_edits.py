@@ -104,3 +104,59 @@ def test_three_writers_lose_no_edit(store):
     assert all(proc.exitcode == 0 for proc in procs)
     assert store.scalar("SELECT COUNT(*) FROM edits") == 3000
     assert store.scalar("SELECT SUM(version - 1) FROM pairs") == 3000
+
+
+def _walk(store, sort, limit=4, **filters):
+    """Page forwards to the end, then backwards to the start; returns both id orders."""
+    forward, after, pages = [], None, []
+    while True:
+        pg = edits.page(store, "s", after=after, limit=limit, sort=sort, **filters)
+        forward += [p.id for p in pg.pairs]
+        pages.append(pg)
+        if not pg.has_more:
+            break
+        after = pg.last_key
+    backward, before = list(pages[-1].pairs), pages[-1].first_key
+    while True:
+        pg = edits.page(store, "s", before=before, limit=limit, sort=sort, **filters)
+        if not pg.pairs:
+            break
+        backward = list(pg.pairs) + backward
+        before = pg.first_key
+    return forward, [p.id for p in backward]
+
+
+@pytest.mark.parametrize("sort", ["id", "-id", "chosen_len", "-chosen_len", "prompt_len",
+                                  "-rejected_len"])
+def test_sorted_pages_forwards_and_backwards_have_no_gaps_or_duplicates(memory_store, sort):
+    # Many equal lengths, so ties are broken by id across page boundaries.
+    rows = [{"prompt": "p" * (i % 3 + 1), "chosen": "c" * (i % 4 + 1) + f" {i}",
+             "rejected": "r" * (i % 5 + 1)} for i in range(23)]
+    import_pairs(memory_store, rows, dataset="s")
+    pairs = edits.page(memory_store, "s", limit=100).pairs
+    field, desc = sort.lstrip("-"), sort.startswith("-")
+    value = (lambda p: p.id) if field == "id" else (lambda p: len(getattr(p, field[:-4])))
+    expected = [p.id for p in sorted(pairs, key=lambda p: (value(p), p.id), reverse=desc)]
+    forward, backward = _walk(memory_store, sort)
+    assert forward == expected
+    assert backward == expected
+
+
+def test_sorted_pages_respect_filters_and_search(memory_store):
+    rows = [{"prompt": f"q{i}", "chosen": ("apple " if i % 2 else "pear ") + "x" * (i % 7),
+             "rejected": "no", "split": "eval" if i % 3 == 0 else "train"} for i in range(30)]
+    import_pairs(memory_store, rows, dataset="s")
+    pairs = edits.page(memory_store, "s", limit=100).pairs
+    want = [p.id for p in sorted((p for p in pairs if "apple" in p.chosen),
+                                 key=lambda p: (-len(p.chosen), -p.id))]
+    assert _walk(memory_store, "-chosen_len", search="apple")[0] == want
+    forward, backward = _walk(memory_store, "-id", limit=3, split="eval", search="pear")
+    want = sorted((p.id for p in pairs if p.split == "eval" and "pear" in p.chosen),
+                  reverse=True)
+    assert forward == backward == want
+
+
+def test_unknown_sort_is_refused(memory_store):
+    _dataset(memory_store, 3)
+    with pytest.raises(Exception, match="Unknown sort"):
+        edits.page(memory_store, "d", sort="size")

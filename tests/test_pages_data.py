@@ -194,3 +194,32 @@ def test_search_pages_stay_inside_the_dataset_and_counts_are_capped(store):
     edits.delete_pair(store, b_ids[0], 1)
     assert edits.count_matches(store, "b", search="ball", cap=100) == 29
     assert edits.page(store, "b", search="ball", deleted=True).pairs[0].id == b_ids[0]
+
+
+def test_sort_by_chosen_length_pages_forwards_and_back(at):
+    at.selectbox(key="data_sort").set_value("-chosen_len").run()
+    assert not at.exception, [e.value for e in at.exception]
+    first = _table(at)
+    lengths = list(first["chosen"].str.len())
+    assert lengths == sorted(lengths, reverse=True)
+    at.button(key="data_next").click().run()
+    second = _table(at)
+    assert second["chosen"].str.len().max() <= min(lengths)
+    assert not set(second["id"]) & set(first["id"])
+    at.button(key="data_prev").click().run()
+    assert list(_table(at)["id"]) == list(first["id"])
+
+
+def test_token_histogram_and_too_long_check_use_the_tiny_tokenizer(at):
+    charts = len(at.get("plotly_chart"))
+    at.toggle(key="data_tokens").set_value(True).run()
+    assert len(at.get("plotly_chart")) == charts + 1
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Length in tokens (builtin:tiny" in " ".join(t.label for t in at.toggle)
+    assert not at.error, [e.value for e in at.error]
+    at.number_input(key="data_max_tokens").set_value(8).run()
+    assert not at.exception, [e.value for e in at.exception]
+    names = [m.value for m in at.markdown]
+    assert "**too long**" in names
+    options = at.selectbox(key="data_check").options
+    assert any(o.startswith("too_long (") and not o.startswith("too_long (0)") for o in options)

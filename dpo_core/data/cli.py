@@ -1,4 +1,4 @@
-"""`python -m dpo_core data ...`: import, list, show, export, split, noise, checks."""
+"""`python -m dpo_core data ...`: import, list, show, export, push, split, noise, checks."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=io.EXPORT_FORMATS)
     p.add_argument("--split")
+
+    p = _add(verbs, "push", "push a dataset to the Hugging Face hub (needs HF_TOKEN)", cmd_push)
+    p.add_argument("name")
+    p.add_argument("--repo", required=True, help="hub dataset repo, USER/NAME")
+    p.add_argument("--public", action="store_true", help="make the repo public (default private)")
 
     p = _add(verbs, "split", "derive a train/eval split", cmd_split)
     p.add_argument("name")
@@ -102,6 +107,11 @@ def cmd_show(args) -> int:
 def cmd_export(args) -> int:
     n = io.export_pairs(open_store(), args.name, args.out, args.format, args.split)
     return _out(args, {"pairs": n, "path": args.out}, f"wrote {n:,} pairs to {args.out}")
+
+
+def cmd_push(args) -> int:
+    url = io.push_dataset(open_store(), args.name, args.repo, private=not args.public)
+    return _out(args, {"url": url, "repo": args.repo}, f"pushed '{args.name}' to {url}")
 
 
 def cmd_split(args) -> int:

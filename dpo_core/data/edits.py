@@ -19,12 +19,19 @@ _COLUMN = {"meta": "meta_json"}
 _JSON_FIELDS = ("tags", "flags", "meta")
 
 
+# Sort keys: "id" or a length in characters; a leading "-" sorts descending.
+SORTS = {"id": "p.id", "prompt_len": "length(p.prompt)", "chosen_len": "length(p.chosen)",
+         "rejected_len": "length(p.rejected)"}
+
+
 @dataclass
 class Page:
     pairs: list[Pair]
     first_id: int | None
     last_id: int | None
     has_more: bool
+    first_key: int | tuple | None = None  # cursor for `before=` (an id, or (length, id))
+    last_key: int | tuple | None = None  # cursor for `after=`
 
 
 def fts_query(text: str) -> str:
@@ -33,29 +40,48 @@ def fts_query(text: str) -> str:
     return " ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
-def page(store: Store, dataset: str | int, *, after: int | None = None,
-         before: int | None = None, limit: int = 50, split: str | None = None,
+def page(store: Store, dataset: str | int, *, after: int | tuple | None = None,
+         before: int | tuple | None = None, limit: int = 50, split: str | None = None,
          source: str | None = None, tag: str | None = None, flag: str | None = None,
          search: str | None = None, ids: list[int] | None = None,
-         deleted: bool = False) -> Page:
-    """One page of pairs in id order, after (or before) a given id, with optional filters.
+         deleted: bool = False, sort: str = "id") -> Page:
+    """One page of pairs in `sort` order, after (or before) a cursor, with optional filters.
 
-    A search is driven from the full-text index in rowid order, bounded to the dataset's id range
-    and joined to pairs, so it stops after `limit + 1` hits instead of collecting every match.
+    The cursor is an id for the id sorts and (length, id) for length sorts: keyset paging on
+    (sort value, id) never skips or repeats a pair. A search in id order is driven from the
+    full-text index in rowid order, bounded to the dataset's id range, so it stops after
+    `limit + 1` hits instead of collecting every match.
     """
     ds = get_dataset(store, dataset)
-    source_sql, where, params = _filtered(store, ds.id, split=split, source=source, tag=tag,
-                                          flag=flag, search=search, ids=ids, deleted=deleted,
-                                          after=after, before=before)
-    key = "f.rowid" if source_sql.startswith("pairs_fts") else "p.id"
-    order = "DESC" if before is not None else "ASC"
-    rows = store.query(f"SELECT p.* FROM {source_sql} WHERE {' AND '.join(where)} "
-                       f"ORDER BY {key} {order} LIMIT ?", (*params, limit + 1))
+    field, desc = sort.lstrip("-"), sort.startswith("-")
+    if field not in SORTS:
+        raise DataError(f"Unknown sort '{sort}'.", f"Use one of {', '.join(SORTS)} "
+                        "(a leading '-' for descending).")
+    backward = before is not None
+    filters = dict(split=split, source=source, tag=tag, flag=flag, search=search, ids=ids,
+                   deleted=deleted)
+    if field == "id":  # descending "after x" is the id range below x, as "before x" ascending
+        cursor = {("before" if backward != desc else "after"): before if backward else after}
+        source_sql, where, params = _filtered(store, ds.id, **filters, **cursor)
+        key = "f.rowid" if source_sql.startswith("pairs_fts") else "p.id"
+        order_by = f"{key} {'DESC' if backward != desc else 'ASC'}"
+    else:
+        source_sql, where, params = _filtered(store, ds.id, **filters)
+        expr, cursor = SORTS[field], before if backward else after
+        if cursor is not None:
+            where.append(f"({expr}, p.id) {'<' if backward != desc else '>'} (?, ?)")
+            params += [int(cursor[0]), int(cursor[1])]
+        direction = "DESC" if backward != desc else "ASC"
+        order_by = f"{expr} {direction}, p.id {direction}"
+    rows = store.query(f"SELECT p.*, {SORTS[field]} AS sort_value FROM {source_sql} WHERE "
+                       f"{' AND '.join(where)} ORDER BY {order_by} LIMIT ?", (*params, limit + 1))
     has_more = len(rows) > limit
-    pairs = [pair_from_row(r) for r in rows[:limit]]
-    if order == "DESC":
-        pairs.reverse()
-    return Page(pairs, pairs[0].id if pairs else None, pairs[-1].id if pairs else None, has_more)
+    rows = rows[:limit][::-1] if backward else rows[:limit]
+    pairs = [pair_from_row(r) for r in rows]
+    # The key comes from SQL's own length() (which differs from len() on text holding NUL).
+    keys = [r["id"] if field == "id" else (r["sort_value"], r["id"]) for r in rows]
+    return Page(pairs, pairs[0].id if pairs else None, pairs[-1].id if pairs else None, has_more,
+                keys[0] if keys else None, keys[-1] if keys else None)
 
 
 def count_matches(store: Store, dataset: str | int, *, cap: int = 1000, **filters) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -460,3 +461,37 @@ def parse_mapping(text: str | None) -> dict[str, str] | None:
                             "Write --map prompt=COL,chosen=COL,rejected=COL.")
         mapping[target.strip()] = column.strip()
     return mapping
+
+
+def push_dataset(store: Store, dataset: str | int, repo_id: str, token: str | None = None,
+                 private: bool = True) -> str:
+    """Push the live pairs (TRL shape, one split per split) to a Hugging Face hub dataset repo."""
+    token = token or os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        raise DataError("No Hugging Face token: pushing to the hub needs one.",
+                        "Create a write token at https://huggingface.co/settings/tokens and set "
+                        "HF_TOKEN (or pass token=...); offline, export a file instead.")
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id or ""):
+        raise DataError(f"'{repo_id}' is not a hub repo id.", "Use USER/NAME, e.g. me/my-pairs.")
+    ds = get_dataset(store, dataset)
+    rows = store.query("SELECT prompt, chosen, rejected, split FROM pairs WHERE dataset_id=? "
+                       "AND deleted=0 ORDER BY id", (ds.id,))
+    if not rows:
+        raise DataError(f"Dataset '{ds.name}' has no live pairs to push.", "Import or restore "
+                        "pairs first.")
+    from datasets import Dataset as HFDataset
+    from datasets import DatasetDict
+
+    splits: dict[str, list[dict]] = {}
+    for r in rows:
+        splits.setdefault(r["split"], []).append(
+            {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]})
+    data = DatasetDict({k: HFDataset.from_list(v) for k, v in splits.items()})
+    try:
+        data.push_to_hub(repo_id, token=token, private=private)
+    except Exception as exc:  # offline, bad token, no write access: all end here
+        raise DataError(f"Could not push '{ds.name}' to {repo_id}: {type(exc).__name__}: "
+                        f"{str(exc)[:200]}.",
+                        "Check the network, that HF_TOKEN is a write token, and that you may "
+                        "write to that repo; offline, export a file instead.") from exc
+    return f"https://huggingface.co/datasets/{repo_id}"

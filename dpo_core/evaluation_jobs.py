@@ -1,5 +1,6 @@
 """Evaluation as a background job (kind 'eval'): several models, pair methods, a BLiMP-layout
-suite and a generation win rate, with progress; every stored eval row carries the job id.
+suite, a pairs/multiple-choice JSON file and a generation win rate, with progress; every stored
+eval row carries the job id.
 
 The first model is the baseline; the win rate compares each other model against it.
 """
@@ -7,14 +8,16 @@ The first model is the baseline; the win rate compares each other model against 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .evaluation import (
     METHODS,
     SCOPES,
     SamplingSettings,
     make_judge,
     run_evaluation,
+    run_file_evaluation,
     run_suite_evaluation,
     save_win_rate,
     win_rate,
@@ -25,6 +28,8 @@ from .store import Store
 KIND = "eval"
 TARGET = "dpo_core.evaluation_jobs:evaluation_job"
 UNIT = 100  # progress steps per unit of work (one model x one method)
+JUDGES = ("lexicon", "reward-model", "llm")
+FILE_KINDS = ("pairs", "choices")  # score a JSON file as pairs, or as multiple choice
 
 
 def _check_config(store: Store, cfg: dict) -> None:
@@ -45,20 +50,61 @@ def _check_config(store: Store, cfg: dict) -> None:
     if cfg["win_rate"] and len(cfg["models"]) < 2:
         raise ConfigError("A win rate compares a tuned model with the baseline.",
                           "Add a run (run:<id>) besides the baseline.")
-    if not (cfg["methods"] or cfg["suite"] or cfg["win_rate"]):
-        raise ConfigError("Nothing to evaluate.", "Pick a method, a suite folder or the win rate.")
+    if not (cfg["methods"] or cfg["suite"] or cfg["pairs_file"] or cfg["win_rate"]):
+        raise ConfigError("Nothing to evaluate.",
+                          "Pick a method, a suite folder, a pairs file or the win rate.")
+    _check_file(cfg)
+    _check_judge(cfg["win_rate"])
+
+
+def _check_file(cfg: dict) -> None:
+    if not cfg["pairs_file"]:
+        return
+    if not Path(cfg["pairs_file"]).expanduser().is_file():
+        raise DataError(f"No pairs file at {cfg['pairs_file']}.",
+                        "Give the path of a JSON list of {prompt, chosen, rejected} objects, "
+                        "e.g. ../shared/data/hellaswag-noise/val-1.json.")
+    if not cfg["file_as"] or any(k not in FILE_KINDS for k in cfg["file_as"]):
+        raise ConfigError(f"Cannot score the file as {cfg['file_as']}.",
+                          "Score it as 'pairs', 'choices' or both.")
+    if cfg["file_method"] not in ("mean-logp", "sum-logp"):
+        raise ConfigError(f"File evaluation takes mean-logp or sum-logp, not "
+                          f"'{cfg['file_method']}'.", "Import the file as a dataset for "
+                          "implicit-reward.")
+
+
+def _check_judge(win: dict | None) -> None:
+    if not win:
+        return
+    kind = win.get("judge", "lexicon")
+    if kind not in JUDGES:
+        raise ConfigError(f"Unknown judge '{kind}'.", f"Use {', '.join(JUDGES)}.")
+    if kind != "lexicon" and not (win.get("judge_model") or "").strip():
+        raise ConfigError(f"The {kind} judge needs a model spec.",
+                          "Give the judge model (a folder, hub id or builtin:...).")
+    template = win.get("judge_template")
+    if kind == "llm" and template and ("{a}" not in template or "{b}" not in template):
+        raise ConfigError("The judge prompt needs {a} and {b} placeholders.",
+                          "Write where reply A and reply B go, e.g. 'Reply A: {a}'.")
 
 
 def evaluation_config(models: Sequence[str], dataset: str | int | None = None,
                       split: str | None = "eval", methods: Sequence[str] = ("mean-logp",),
                       scope: str = "reply", limit: int | None = None, batch_size: int = 16,
                       suite: str | None = None, suite_limit: int | None = None,
-                      win_rate: dict | None = None, seed: int = 0) -> dict:
-    """The job's frozen config. win_rate: {"judge": "lexicon", "prompts": 8, "max_new_tokens": 24}."""
+                      win_rate: dict | None = None, seed: int = 0,
+                      pairs_file: str | None = None, file_as: Sequence[str] = ("pairs",),
+                      file_method: str = "mean-logp", file_limit: int | None = None) -> dict:
+    """The job's frozen config. win_rate: {"judge": "lexicon" | "reward-model" | "llm",
+    "judge_model": SPEC, "judge_template": PROMPT, "prompts": 8, "max_new_tokens": 24};
+    pairs_file: a TRL JSON file scored `file_as` pairs and/or choices (HellaSwag layout)."""
     return {"models": list(dict.fromkeys(m.strip() for m in models if m and m.strip())),
             "dataset": dataset, "split": split or None, "methods": list(methods), "scope": scope,
             "limit": limit or None, "batch_size": int(batch_size), "suite": suite or None,
-            "suite_limit": suite_limit or None, "win_rate": win_rate or None, "seed": int(seed)}
+            "suite_limit": suite_limit or None, "win_rate": win_rate or None, "seed": int(seed),
+            "pairs_file": str(pairs_file).strip() if pairs_file and str(pairs_file).strip()
+            else None, "file_as": list(dict.fromkeys(file_as)), "file_method": file_method,
+            "file_limit": file_limit or None}
 
 
 def start_evaluation(store: Store, models: Sequence[str], dataset: str | int | None = None,
@@ -78,10 +124,12 @@ def evaluate_now(store: Store, models: Sequence[str], dataset=None, split="eval"
 
 
 def _units(cfg: dict) -> list[tuple[str, str]]:
-    """(kind, model) work units in order: pair methods and suite per model, then win rates."""
+    """(kind, model) work units in order: pair methods, suite and file per model, then win
+    rates."""
     units = []
     for model in cfg["models"]:
         units += [("pairs", model)] * bool(cfg["methods"]) + [("suite", model)] * bool(cfg["suite"])
+        units += [("file", model)] * bool(cfg.get("pairs_file"))
     units += [("win-rate", m) for m in cfg["models"][1:]] if cfg["win_rate"] else []
     return units
 
@@ -136,11 +184,25 @@ def evaluation_job(config: dict, ctx) -> dict:
                 store, model, config["suite"], "mean-logp", config["suite_limit"],
                 config["batch_size"], config["seed"], loaded=load(model), job_id=ctx.job_id,
                 progress=step)["eval_id"])
+        elif kind == "file":
+            eval_ids += _file_unit(store, config, model, load(model), ctx.job_id, step)
         else:
             eval_ids.append(_win_rate_unit(store, config, model, ctx.job_id, step))
         ctx.progress((k + 1) * UNIT, total, eval_ids=eval_ids, skipped=skipped,
                      message=f"{model}: {kind} done")
     return {"eval_ids": eval_ids, "skipped": skipped}
+
+
+def _file_unit(store: Store, config: dict, model: str, loaded, job_id: str, step) -> list[int]:
+    """The pairs file scored as pairs and/or as multiple choice: one eval per way."""
+    kinds, ids = config["file_as"], []
+    for k, kind in enumerate(kinds):
+        part = lambda f, m, k=k, kind=kind: step((k + f) / len(kinds), f"{kind}: {m}")  # noqa: E731
+        ids.append(run_file_evaluation(
+            store, model, Path(config["pairs_file"]).expanduser(), kind == "choices",
+            config["file_method"], config["file_limit"], config["batch_size"], config["seed"],
+            loaded=loaded, job_id=job_id, progress=part)["eval_id"])
+    return ids
 
 
 def _win_rate_unit(store: Store, config: dict, tuned_spec: str, job_id: str, step) -> int:
@@ -151,7 +213,8 @@ def _win_rate_unit(store: Store, config: dict, tuned_spec: str, job_id: str, ste
     prompts = _win_prompts(store, config)
     settings = SamplingSettings(max_new_tokens=int(wr.get("max_new_tokens", 32)))
     step(0.1, f"generating {len(prompts)} replies with both models")
-    judge = make_judge(wr.get("judge", "lexicon"), wr.get("judge_model"))
+    judge = make_judge(wr.get("judge", "lexicon"), wr.get("judge_model"),
+                       wr.get("judge_template") or None)
     result = win_rate(resolve_model(tuned_spec), resolve_model(baseline_spec), prompts, judge,
                       settings, config["seed"])
     return save_win_rate(store, tuned_spec, baseline_spec, result, job_id)

@@ -15,6 +15,10 @@ from dpo_core.jobs import ACTIVE, cancel_job, job_status
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC
 from dpo_core.training.jobs import list_runs
 
+JUDGE_LABELS = {"lexicon": "Offline lexicon (VADER sentiment, no network)",
+                "reward-model": "Reward model (sequence-classification spec)",
+                "llm": "LLM judge (causal model spec + prompt)"}
+FILE_LABELS = {"pairs": "pairs (chosen vs rejected)", "choices": "multiple choice (HellaSwag)"}
 METHOD_HELP = ("mean-logp / sum-logp: the reply's mean or summed log-probability, chosen must "
                "beat rejected. implicit-reward: beta * (log pi - log pi_ref), the quantity of "
                "TRL's rewards/accuracies (runs only; skipped for the baseline).")
@@ -65,19 +69,56 @@ def start_form(db) -> str | None:
                                               key="eval_suite_limit"))
         scope = st.radio("Score", ev.SCOPES, horizontal=True,
                          format_func={"reply": "reply tokens", "full": "whole text"}.get, key="eval_scope")
-        win = st.checkbox("Generation win rate vs the baseline (offline lexicon judge)",
-                          key="eval_win")
+        pairs_file = file_options()
+        win = st.checkbox("Generation win rate vs the baseline", key="eval_win")
         wcols = st.columns(2)
         prompts = int(wcols[0].number_input("Win-rate prompts", 1, 500, 8, key="eval_win_prompts"))
         new_tokens = int(wcols[1].number_input("Max new tokens", 1, 256, 24, key="eval_win_tokens"))
+        judge = judge_options()
         batch = int(st.number_input("Batch size", 1, 128, 16, key="eval_batch"))
     if not st.button("Start evaluation", type="primary", key="eval_start"):
         return None
     return ej.start_evaluation(
         db, models, dataset, None if split == "all" else split, methods, scope=scope,
         limit=limit, batch_size=batch, suite=suite.strip() or None, suite_limit=suite_limit,
-        win_rate={"judge": "lexicon", "prompts": prompts, "max_new_tokens": new_tokens}
-        if win else None)
+        win_rate={**judge, "prompts": prompts, "max_new_tokens": new_tokens} if win else None,
+        **pairs_file)
+
+
+def file_options() -> dict:
+    """The multiple-choice / pairs file method: a TRL JSON path, scored as pairs or choices."""
+    path = st.text_input("Multiple-choice / pairs file (optional)",
+                         placeholder="../shared/data/hellaswag-noise/val-1.json",
+                         help="A JSON list of {prompt, chosen, rejected}. HellaSwag-layout "
+                              "prompts can also be scored as multiple choice (best choice wins).",
+                         key="eval_file")
+    cols = st.columns([2, 1, 1])
+    kinds = cols[0].multiselect("Score the file as", list(FILE_LABELS), default=["pairs"],
+                                format_func=FILE_LABELS.get, key="eval_file_as")
+    method = cols[1].selectbox("File scoring", ("mean-logp", "sum-logp"), key="eval_file_method")
+    limit = int(cols[2].number_input("Records (0 = all)", 0, value=200, key="eval_file_limit"))
+    if not path.strip():
+        return {}
+    return {"pairs_file": path.strip(), "file_as": kinds, "file_method": method,
+            "file_limit": limit}
+
+
+def judge_options() -> dict:
+    """The win-rate judge: offline lexicon (default), a reward model, or an LLM with a prompt."""
+    kind = st.selectbox("Win-rate judge", list(JUDGE_LABELS), format_func=JUDGE_LABELS.get,
+                        key="eval_judge")
+    if kind == "lexicon":
+        return {"judge": "lexicon"}
+    spec = st.text_input("Judge model", placeholder="a folder, hub id or builtin:...",
+                         help="reward model: a sequence-classification model (one score); "
+                              "LLM judge: any causal model spec.", key="eval_judge_model")
+    out = {"judge": kind, "judge_model": spec.strip()}
+    if kind == "llm":
+        out["judge_template"] = st.text_area(
+            "Judge prompt", ev.DEFAULT_JUDGE_PROMPT, key="eval_judge_prompt",
+            help="Use {prompt}, {a} and {b}; the judge is asked in both orders and must prefer "
+                 "the same reply both times for a win (position bias cancels).")
+    return out
 
 
 # ---------------------------------------------------------------------------------------

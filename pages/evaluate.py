@@ -1,4 +1,5 @@
-"""Evaluate: baseline vs fine-tuned runs on held-out pairs, minimal-pair suites and win rate.
+"""Evaluate: baseline vs fine-tuned runs on held-out pairs, minimal-pair suites, pairs or
+multiple-choice files, and win rate judged by a lexicon, a reward model or an LLM.
 
 Start runs a background job (it survives a closed browser); results are stored evals, so every
 past evaluation stays comparable. Sections live in pages/_eval_views.py.

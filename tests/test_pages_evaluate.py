@@ -162,3 +162,114 @@ def test_cli_eval_detach_starts_a_job_tagging_its_evals(lab, capsys):
     assert wait_job(lab, job_id)["status"] == "completed"
     [summary] = ev.list_evals(lab)
     assert ej.job_evals(lab, job_id) == [summary["id"]] and summary["n"] == 16
+
+
+# ---------------------------------------------------------------------------------------------
+# The win-rate judge picker and the multiple-choice / pairs file method
+# ---------------------------------------------------------------------------------------------
+HELLASWAG = [{"prompt": 'Context: "the dog"\n0: "runs to the ball ."\n1: "is a truck ."\n'
+                        'Best Continuation:', "chosen": " 0", "rejected": " 1"},
+             {"prompt": 'Context: "what is that ? it"\n0: "is red juice ."\n1: "is a ball ."\n'
+                        '2: "okay ."\nBest Continuation:', "chosen": " 1", "rejected": " 2"},
+             {"prompt": 'Context: "look at"\n0: "the big truck ."\n1: "please juice ."\n'
+                        'Best Continuation:', "chosen": " 0", "rejected": " 1"}]
+
+
+def test_judge_picker_defaults_to_the_offline_lexicon(lab):
+    at = evaluate_page()
+    assert at.selectbox(key="eval_judge").value == "lexicon"
+    assert not any(t.key == "eval_judge_model" for t in at.text_input)
+    at.selectbox(key="eval_judge").set_value("llm").run()
+    assert at.text_input(key="eval_judge_model").value == ""
+    assert "{a}" in at.text_area(key="eval_judge_prompt").value
+
+
+def test_page_win_rate_with_a_reward_model_judge(lab, tmp_path, tiny_model_dir):
+    from test_judges import make_reward_model
+
+    folder = make_reward_model(tmp_path / "rm", tiny_model_dir)
+    at = evaluate_page()
+    at.multiselect(key="eval_methods").set_value([])
+    at.checkbox(key="eval_win").check()
+    at.number_input(key="eval_win_prompts").set_value(2)
+    at.number_input(key="eval_win_tokens").set_value(4)
+    at.selectbox(key="eval_judge").set_value("reward-model").run()
+    at.button(key="eval_start").click().run()
+    assert "needs a model spec" in at.error[0].value  # no judge model yet: named, no job
+    at.text_input(key="eval_judge_model").input(str(folder))
+    at.button(key="eval_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = wait_job(lab, at.session_state["eval_job"])
+    assert job["status"] == "completed", job["error_text"]
+    [summary] = ev.list_evals(lab)
+    assert summary["method"] == "win-rate:reward-model" and summary["n"] == 2
+    at.run()
+    assert len(at.dataframe[-1].value) == 2  # the examples table of the stored verdicts
+
+
+def test_page_llm_judge_passes_its_prompt_to_the_job(lab):
+    at = evaluate_page()
+    at.multiselect(key="eval_methods").set_value([])
+    at.checkbox(key="eval_win").check()
+    at.number_input(key="eval_win_prompts").set_value(2)
+    at.number_input(key="eval_win_tokens").set_value(4)
+    at.selectbox(key="eval_judge").set_value("llm").run()
+    at.text_input(key="eval_judge_model").input("builtin:tiny")
+    at.text_area(key="eval_judge_prompt").input("{prompt}\nA: {a}\nB: {b}\nBetter:")
+    at.button(key="eval_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = wait_job(lab, at.session_state["eval_job"])
+    assert job["status"] == "completed", job["error_text"]
+    assert job["config"]["win_rate"]["judge_template"].endswith("Better:")
+    [summary] = ev.list_evals(lab)
+    assert summary["method"] == "win-rate:llm"
+
+
+def test_page_scores_a_pairs_file_as_pairs_and_as_choices(lab, tmp_path):
+    import json
+
+    path = tmp_path / "hellaswag.json"
+    path.write_text(json.dumps(HELLASWAG))
+    at = evaluate_page()
+    at.multiselect(key="eval_methods").set_value([])
+    at.text_input(key="eval_file").input(str(path))
+    at.multiselect(key="eval_file_as").set_value(["pairs", "choices"])
+    at.button(key="eval_start").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    job = wait_job(lab, at.session_state["eval_job"])
+    assert job["status"] == "completed", job["error_text"]
+    evals = ev.list_evals(lab)  # baseline and the run, each scored both ways
+    assert sorted((e["model"], e["method"]) for e in evals) == sorted(
+        (m, k) for m in ("builtin:tiny", f"run:{RUN_ID}")
+        for k in ("pairs:mean-logp", "choices:mean-logp"))
+    assert all(e["n"] == 3 and e["suite"] == str(path) for e in evals)
+    assert sorted(ej.job_evals(lab, job["id"])) == sorted(e["id"] for e in evals)
+    at.run()
+    table = at.dataframe[0].value
+    assert {"hellaswag.json · pairs:mean-logp", "hellaswag.json · choices:mean-logp"} <= \
+        {c.split("/")[-1] for c in table.columns}
+
+
+def test_pairs_file_config_names_what_is_wrong(lab, tmp_path):
+    from dpo_core.errors import DataError
+
+    with pytest.raises(DataError, match="No pairs file"):
+        ej.start_evaluation(lab, ["builtin:tiny"], methods=[], pairs_file=str(tmp_path / "x.json"))
+    path = tmp_path / "p.json"
+    path.write_text("[]")
+    with pytest.raises(ConfigError, match="score the file"):
+        ej.start_evaluation(lab, ["builtin:tiny"], methods=[], pairs_file=str(path), file_as=[])
+    with pytest.raises(ConfigError, match="Unknown judge"):
+        ej.start_evaluation(lab, ["builtin:tiny", f"run:{RUN_ID}"], "tiny-pairs",
+                            win_rate={"judge": "oracle"})
+
+
+def test_hellaswag_noise_file_evaluates_as_choices_in_a_job(lab):
+    from conftest import shared_data
+
+    path = shared_data("hellaswag-noise", "val-1.json")
+    job = ej.evaluate_now(lab, ["builtin:tiny"], methods=[], pairs_file=str(path),
+                          file_as=["choices", "pairs"], file_limit=4, batch_size=8)
+    assert job["status"] == "completed", job["error_text"]
+    methods = [e["method"] for e in ev.list_evals(lab)]
+    assert sorted(methods) == ["choices:mean-logp", "pairs:mean-logp"]

@@ -67,14 +67,19 @@ def _line(summary: dict, what: str) -> str:
 def _detach(store, args) -> int:
     from .evaluation_jobs import start_evaluation
 
-    if args.pairs_file or args.beta is not None:
-        raise ConfigError("--detach runs dataset splits and suites only.",
-                          "Drop --detach for --pairs-file or --beta.")
+    if args.beta is not None:
+        raise ConfigError("--detach uses the run's own beta.", "Drop --detach to set --beta.")
     split = None if args.split == "all" else args.split
-    methods = [] if args.suite and not args.dataset else (args.method or ["mean-logp"])
+    methods = [] if (args.suite or args.pairs_file) and not args.dataset \
+        else (args.method or ["mean-logp"])
+    extra = {}
+    if args.pairs_file:
+        extra = {"pairs_file": args.pairs_file, "file_limit": args.limit,
+                 "file_as": ["choices" if args.as_choices else "pairs"],
+                 "file_method": (args.method or ["mean-logp"])[0]}
     job_id = start_evaluation(store, [args.model], args.dataset, split, methods,
                               scope=args.scope, limit=args.limit, batch_size=args.batch_size,
-                              suite=args.suite, suite_limit=args.limit)
+                              suite=args.suite, suite_limit=args.limit, **extra)
     if args.json:
         print_json({"job": job_id})
     else:

@@ -273,3 +273,18 @@ def test_hellaswag_noise_file_evaluates_as_choices_in_a_job(lab):
     assert job["status"] == "completed", job["error_text"]
     methods = [e["method"] for e in ev.list_evals(lab)]
     assert sorted(methods) == ["choices:mean-logp", "pairs:mean-logp"]
+
+
+def test_cli_eval_detach_scores_a_multiple_choice_file(lab, tmp_path, capsys):
+    import json
+
+    from dpo_core.cli import main
+
+    path = tmp_path / "hs.json"
+    path.write_text(json.dumps(HELLASWAG))
+    assert main(["eval", "--model", "builtin:tiny", "--pairs-file", str(path), "--as-choices",
+                 "--detach"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert wait_job(lab, job_id)["status"] == "completed"
+    [summary] = ev.list_evals(lab)
+    assert summary["method"] == "choices:mean-logp" and summary["n"] == 3

@@ -23,6 +23,7 @@ from ..data.datasets import count_pairs, get_dataset, iter_pairs
 from ..errors import ConfigError, JobError, NotFoundError
 from ..formats import PromptFormat
 from ..models import READY_FILE, load_tokenizer, read_prompt_format, resolve_path
+from ..procs import process_start_time
 from ..store import Store, dumps, now
 from ..workspace import Workspace, get_workspace
 from .checkpoints import last_complete_checkpoint
@@ -202,7 +203,7 @@ def schedule(store: Store, workspace: Workspace | None = None) -> list[str]:
             conn.execute(
                 "UPDATE runs SET status='running', pid=?, pgid=?, proc_start=?, host=?,"
                 " heartbeat=?, started=COALESCE(started, ?), result_json=? WHERE id=?",
-                (proc.pid, proc.pid, proc_start_time(proc.pid), socket.gethostname(), now(),
+                (proc.pid, proc.pid, process_start_time(proc.pid), socket.gethostname(), now(),
                  now(), dumps({"gpu": gpu}), row["id"]))
             launched.append(row["id"])
     return launched
@@ -265,18 +266,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def proc_start_time(pid: int) -> float | None:
-    """Process start time in clock ticks since boot (/proc/<pid>/stat field 22); None if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie has finished
-        return None
-    return float(fields[19])
-
-
 def is_alive(pid: int | None, start: float | None) -> bool:
     """True if `pid` runs and is the same process (same start time), not a recycled pid."""
     if not pid:
@@ -285,7 +274,7 @@ def is_alive(pid: int | None, start: float | None) -> bool:
     if child is not None and child.poll() is not None:
         _children.pop(pid, None)
         return False
-    current = proc_start_time(pid)
+    current = process_start_time(pid)
     return current is not None and (start is None or current == start)
 
 

@@ -19,7 +19,8 @@ import streamlit as st
 from dpo_core.data import edits, transforms
 from dpo_core.data.checks import run_checks
 from dpo_core.data.datasets import Dataset, Pair, get_dataset
-from dpo_core.data.io import EXPORT_FORMATS, FORMATS, export_pairs, import_pairs, parse_mapping
+from dpo_core.data.io import (EXPORT_FORMATS, FORMATS, export_pairs, import_pairs, parse_mapping,
+                              push_dataset)
 from dpo_core.errors import ConflictError, DPOLabError
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC, load_tokenizer, model_state, resolve_path
 from dpo_core.store import open_store
@@ -567,6 +568,30 @@ def export_panel(db, dataset: Dataset) -> None:
         if fmt == "csv":
             st.caption("The CSV guards cells starting with = + - @ (and tab/CR/NUL) with a "
                        "leading ' so spreadsheets do not run them as formulas.")
+    hub_push_form(db, dataset)
+
+
+def hub_push_form(db, dataset: Dataset) -> None:
+    """Push the live pairs (one hub split per split) to a Hugging Face dataset repo."""
+    with st.expander("Push to the Hugging Face hub (needs network and a write token)"):
+        with st.form("data_push_form"):
+            cols = st.columns([2, 2, 1])
+            repo = cols[0].text_input("Repo id", key="data_push_repo",
+                                      placeholder=f"your-name/{dataset.name}")
+            token = cols[1].text_input("Write token (empty: $HF_TOKEN)", type="password",
+                                       key="data_push_token")
+            private = cols[2].toggle("Private", value=True, key="data_push_private")
+            pushed = st.form_submit_button("Push dataset")
+        if not pushed:
+            return
+        try:
+            with st.spinner(f"Pushing {dataset.name} to {repo} ..."):
+                url = push_dataset(db, dataset.id, repo.strip(), token=token.strip() or None,
+                                   private=private)
+        except DPOLabError as exc:
+            st.error(exc.message + (f"\n\n**Fix:** {exc.fix}" if exc.fix else ""))
+        else:
+            st.success(f"Pushed to {url}")
 
 
 def import_form(db) -> None:

@@ -223,3 +223,33 @@ def test_token_histogram_and_too_long_check_use_the_tiny_tokenizer(at):
     assert "**too long**" in names
     options = at.selectbox(key="data_check").options
     assert any(o.startswith("too_long (") and not o.startswith("too_long (0)") for o in options)
+
+
+def test_push_button_without_token_explains_the_fix(at, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    at.text_input(key="data_push_repo").input("me/childes-pairs")
+    at.button(key="FormSubmitter:data_push_form-Push dataset").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = " ".join(e.value for e in at.error)
+    assert "No Hugging Face token" in errors and "HF_TOKEN" in errors
+
+
+def test_push_button_sends_the_dataset_and_links_it(at, monkeypatch):
+    import datasets
+
+    sent = {}
+
+    def fake_push(self, repo_id, token=None, private=True, **kwargs):
+        sent.update(repo=repo_id, token=token, private=private,
+                    splits={k: len(v) for k, v in self.items()}, columns=self["train"].column_names)
+
+    monkeypatch.setattr(datasets.DatasetDict, "push_to_hub", fake_push)
+    at.text_input(key="data_push_repo").input("me/childes-pairs")
+    at.text_input(key="data_push_token").input("hf_secret")
+    at.button(key="FormSubmitter:data_push_form-Push dataset").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert sent["repo"] == "me/childes-pairs" and sent["token"] == "hf_secret"
+    assert sent["private"] is True and sent["columns"] == ["prompt", "chosen", "rejected"]
+    assert sum(sent["splits"].values()) > 0
+    assert any("huggingface.co/datasets/me/childes-pairs" in s.value for s in at.success)

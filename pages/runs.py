@@ -206,6 +206,8 @@ def progress_panel(run: dict) -> None:
     c3.metric("Time left", _duration(left) if left and status in ACTIVE else "–")
     beat = run.get("heartbeat_age")
     c4.metric("Heartbeat", f"{beat:.0f}s ago" if beat is not None and status in ACTIVE else "–")
+    if run.get("warning"):
+        st.warning(run["warning"], icon=":material/heart_broken:")
 
 
 def samples_panel(run: dict) -> None:

@@ -242,3 +242,29 @@ def test_accelerate_launch_with_two_cpu_processes(store, toy):
     assert epoch == pytest.approx(0.25)  # 16 pairs / (2 per device x 2 processes) = 4 steps/epoch
     lora_b = [v for k, v in adapter_tensors(run["run_dir"]).items() if "lora_B" in k]
     assert lora_b and any(t.abs().sum() > 0 for t in lora_b)
+
+
+def test_frozen_worker_is_flagged_not_lost_and_recovers(store, toy, monkeypatch, capsys):
+    """A worker that stops beating (here: SIGSTOP) is shown as stalled, never silently 'lost'."""
+    from dpo_core.cli import main
+
+    monkeypatch.setattr(jobs, "STALL_AFTER_S", 6.0)  # beats come every 5 s
+    cfg = tiny_config(max_steps=200, save_steps=100, sample_prompts=0)
+    cfg.debug.step_delay = 0.3
+    run_id = jobs.start_run(store, cfg)
+    wait_until(lambda: jobs.get_run(store, run_id)["step"] >= 1, "the first step")
+    pgid = jobs.get_run(store, run_id)["pgid"]
+    os.killpg(pgid, signal.SIGSTOP)
+    try:
+        run = wait_until(lambda: (r := jobs.get_run(store, run_id))["warning"] and r,
+                         "the stall warning")
+        jobs.schedule(store)  # the process is alive: it must stay 'running', not become 'lost'
+        assert jobs.get_run(store, run_id)["status"] == "running"
+        assert "No heartbeat from the worker" in run["warning"] and "Cancel" in run["warning"]
+        assert main(["runs", "show", run_id]) == 0
+        assert "warning: No heartbeat" in capsys.readouterr().out
+    finally:
+        os.killpg(pgid, signal.SIGCONT)
+    wait_until(lambda: not jobs.get_run(store, run_id)["warning"], "the heartbeat to come back")
+    run = jobs.cancel_run(store, run_id)
+    assert run["status"] == "cancelled" and jobs.group_members(pgid) == []

@@ -114,6 +114,8 @@ def _print_run(run: dict, as_json: bool) -> None:
           f"{run['config'].get('model', '')} on {run['config'].get('dataset', '')}")
     if run["error_kind"]:
         print(f"error ({run['error_kind']}): {run['error_text'].splitlines()[0]}")
+    if run.get("warning"):
+        print(f"warning: {run['warning']}")
     if run["status"] == "completed" and run["run_dir"]:
         print(f"final model: run:{run['id']}  ({run['run_dir']}/final)")
 
@@ -129,8 +131,9 @@ def cmd_list(args) -> int:
         print("No runs yet. Start one: python -m dpo_core train recipes/smoke-tiny.yaml")
     for r in runs:
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
-        print(f"{r['id']:<24} {r['status']:<10} {r['step']:>6}/{r['total_steps']:<6} {created}  "
-              f"{r['name']}")
+        status = r["status"] + ("?" if r.get("warning") else "")
+        print(f"{r['id']:<24} {status:<10} {r['step']:>6}/{r['total_steps']:<6} {created}  "
+              f"{r['name']}" + ("  (no heartbeat: see runs show)" if r.get("warning") else ""))
     return 0
 
 

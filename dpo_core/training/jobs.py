@@ -266,6 +266,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+STALL_AFTER_S = 60.0  # worker heartbeats come every 5 s; this much silence is a stall
+
+
 def is_alive(pid: int | None, start: float | None) -> bool:
     """True if `pid` runs and is the same process (same start time), not a recycled pid."""
     if not pid:
@@ -315,7 +318,24 @@ def _run_dict(row) -> dict:
     d["config"] = json.loads(d.pop("config_json") or "{}")
     d["result"] = json.loads(d.pop("result_json") or "{}")
     d["heartbeat_age"] = None if not d["heartbeat"] else max(0.0, now() - d["heartbeat"])
+    d["warning"] = stall_warning(d)
     return d
+
+
+def stall_warning(run: dict) -> str:
+    """A running run whose worker stopped beating: alive (so not lost) but frozen or hung.
+
+    The worker beats from its own thread every few seconds whatever training does, so a silence
+    of STALL_AFTER_S means the whole process stopped (SIGSTOP, swapped out, stuck in a driver
+    call holding the interpreter) or, for a run on another host, that host went away.
+    """
+    age = run.get("heartbeat_age")
+    if run.get("status") != "running" or age is None or age < STALL_AFTER_S:
+        return ""
+    where = "" if run.get("host") in ("", socket.gethostname()) else f" on {run['host']}"
+    return (f"No heartbeat from the worker{where} for {age:.0f} s: it is alive but not "
+            "responding (stopped, hung or starved). Cancel the run to free its slot, then "
+            "resume it from its last checkpoint.")
 
 
 def get_run(store: Store, run_id: str) -> dict:

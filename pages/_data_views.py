@@ -19,8 +19,14 @@ import streamlit as st
 from dpo_core.data import edits, transforms
 from dpo_core.data.checks import run_checks
 from dpo_core.data.datasets import Dataset, Pair, get_dataset
-from dpo_core.data.io import (EXPORT_FORMATS, FORMATS, export_pairs, import_pairs, parse_mapping,
-                              push_dataset)
+from dpo_core.data.io import (
+    EXPORT_FORMATS,
+    FORMATS,
+    export_pairs,
+    import_pairs,
+    parse_mapping,
+    push_dataset,
+)
 from dpo_core.errors import ConflictError, DPOLabError
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC, load_tokenizer, model_state, resolve_path
 from dpo_core.store import open_store

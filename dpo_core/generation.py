@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import re
 import threading
 import time
@@ -582,34 +583,146 @@ def side_by_side(cache: ModelCache, left_spec: str, right_spec: str, history_lef
     fmt = fmt or chat_format(left, right)
     texts = [render_chat(left, history_left, message, fmt),
              render_chat(right, history_right, message, fmt)]
-    started = time.perf_counter()
-    if batch and _shares_weights(left, right):
+    if not batch:  # one side after the other (the reference the batched path is measured by)
+        started = time.perf_counter()
+        replies = [generate(left, texts[0], settings, fmt),
+                   generate(right, texts[1], settings, fmt)]
+        return SideBySide(*replies, False, time.perf_counter() - started, fmt)
+    live = PairStream(left, right, texts, settings, fmt)
+    left_reply, right_reply = live.wait()
+    return SideBySide(left_reply, right_reply, live.batched, live.seconds, fmt)
+
+
+_DEBUG_TOKEN_DELAY_S = float(os.environ.get("DPO_LAB_DEBUG_TOKEN_DELAY_S") or 0)
+
+
+class _RowsStreamer:
+    """Collects the new token ids of every row of a generate() call as they come (any batch)."""
+
+    def __init__(self, rows: int):
+        self.ids: list[list[int]] = [[] for _ in range(rows)]
+        self.calls, self.first, self.stamps = 0, None, []
+
+    def put(self, value) -> None:
+        self.calls += 1
+        if self.calls == 1:  # the prompt
+            return
+        self.stamps.append(time.perf_counter())
+        self.first = self.first or self.stamps[0]
+        if _DEBUG_TOKEN_DELAY_S:  # tests slow tiny models down to watch streaming in a browser
+            time.sleep(_DEBUG_TOKEN_DELAY_S)
+        for row, token in enumerate(value.reshape(len(self.ids), -1)[:, -1].tolist()):
+            self.ids[row].append(int(token))
+
+    def end(self) -> None:
+        pass
+
+
+class PairStream:
+    """Both sides' answers generated at once; poll `visible()` while `running`, then `replies`.
+
+    Sides on one set of weights (a LoRA run and its base) run as one mixed-adapter batch, so
+    both answers grow token by token together; sides on separate weights run in two threads at
+    the same time. Either way each row is seeded as if it were alone, so the answers equal
+    one-at-a-time generation.
+    """
+
+    def __init__(self, left: ChatModel, right: ChatModel, texts: Sequence[str],
+                 settings: SamplingSettings, fmt: PromptFormat):
+        self.sides, self.texts, self.settings = (left, right), list(texts), settings
+        self.stop = stop_pattern(fmt)
+        self.replies: list[Reply | None] = [None, None]
+        self.error: BaseException | None = None
+        self.batched = _shares_weights(left, right)
+        self.seconds = 0.0
+        self._shown = ["", ""]
+        self._started = time.perf_counter()
+        self._streamers: list[_RowsStreamer] = []
+        target = self._work_batched if self.batched else self._work_apart
+        self._thread = threading.Thread(target=target, daemon=True)
+        self._thread.start()
+
+    # -- workers ---------------------------------------------------------------------------
+    def _work_batched(self) -> None:
+        left, right = self.sides
+        names = [s.adapter or BASE_ADAPTER for s in (left, right)]
+        streamer = _RowsStreamer(2)
+        self._streamers = [streamer, streamer]
+        # adapters must be on for adapter_names to pick one per row (off would silence them all)
+        runner = replace(left, adapter=next(n for n in names if n != BASE_ADAPTER))
         try:
-            replies = _mixed_batch(left, right, texts, settings, fmt)
-            return SideBySide(*replies, True, time.perf_counter() - started, fmt)
+            new_ids, first, _ = _run_generate(runner, self.texts, self.settings, streamer,
+                                              self.stop, adapter_names=names)
         except (TypeError, ValueError, NotImplementedError):
-            pass  # this model or PEFT version cannot mix adapters in a batch
-    replies = [generate(left, texts[0], settings, fmt), generate(right, texts[1], settings, fmt)]
-    return SideBySide(*replies, False, time.perf_counter() - started, fmt)
+            self.batched = False  # this model or PEFT version cannot mix adapters in a batch
+            self._work_apart()
+            return
+        except BaseException as exc:  # surfaced by wait()
+            self.error = exc
+            return
+        # each row's time ends at its own last token (stamps are per step)
+        replies = _replies(left, self.texts, new_ids, self._started, first, self.stop,
+                           streamer.stamps)
+        replies[1].spec = right.spec
+        self.replies = replies
+        self.seconds = time.perf_counter() - self._started
+
+    def _work_apart(self) -> None:
+        self._streamers = [_RowsStreamer(1), _RowsStreamer(1)]
+        threads = [threading.Thread(target=self._one, args=(row,), daemon=True)
+                   for row in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.seconds = time.perf_counter() - self._started
+
+    def _one(self, row: int) -> None:
+        side, streamer = self.sides[row], self._streamers[row]
+        try:
+            new_ids, first, stamps = _run_generate(side, [self.texts[row]], self.settings,
+                                                   streamer, self.stop)
+            self.replies[row] = _replies(side, [self.texts[row]], new_ids, self._started,
+                                         first, self.stop, stamps)[0]
+        except BaseException as exc:  # surfaced by wait()
+            self.error = exc
+
+    # -- reading ---------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def visible(self) -> tuple[str, str]:
+        """Each side's answer so far, cut at word boundaries (a speaker tag never flickers)."""
+        out = []
+        for row in (0, 1):
+            if self.replies[row] is not None:
+                out.append(self.replies[row].text)
+                continue
+            streamers = self._streamers
+            ids = list(streamers[row].ids[row if streamers[0] is streamers[1] else 0]) \
+                if streamers else []
+            tok = self.sides[row].tokenizer
+            raw = tok.decode(ids, skip_special_tokens=True)
+            text = _cut(raw, self.stop)
+            if self.stop is None or not self.stop.search(raw.lstrip()):
+                text = text[:max(text.rfind(" "), 0)] if " " in text else ""
+            if text.startswith(self._shown[row]):
+                self._shown[row] = text
+            out.append(self._shown[row])
+        return out[0], out[1]
+
+    def wait(self) -> tuple[Reply, Reply]:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.replies[0], self.replies[1]
 
 
 def _shares_weights(left: ChatModel, right: ChatModel) -> bool:
     base = _base_of(left.model)
     return base is _base_of(right.model) and base in _WRAPPERS \
         and left.adapter != right.adapter and left.tokenizer is right.tokenizer
-
-
-def _mixed_batch(left: ChatModel, right: ChatModel, texts, settings, fmt) -> list[Reply]:
-    names = [s.adapter or BASE_ADAPTER for s in (left, right)]
-    stop = stop_pattern(fmt)
-    started = time.perf_counter()
-    # adapters must be on for adapter_names to pick one per row (off would silence them all)
-    runner = replace(left, adapter=next(n for n in names if n != BASE_ADAPTER))
-    new_ids, first, stamps = _run_generate(runner, texts, settings, stop=stop,
-                                           adapter_names=names)
-    replies = _replies(left, texts, new_ids, started, first, stop, stamps)
-    replies[1].spec = right.spec
-    return replies
 
 
 # ---------------------------------------------------------------------------------------

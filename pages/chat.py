@@ -2,23 +2,31 @@
 pairs for the next run.
 
 One ModelCache per server (st.cache_resource) holds the weights; `keep_only` evicts what the
-current pair of models does not need, so a message never reloads weights. The sides stream one
-after the other: when they share base weights they share one lock anyway.
+current pair of models does not need, so a message never reloads weights. Both sides stream at
+once: one mixed-adapter batch when they share base weights, two threads otherwise.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import replace
 
 import streamlit as st
 
 from dpo_core.errors import DPOLabError
-from dpo_core.generation import ModelCache, chat_format, format_warning, render_chat, stream
+from dpo_core.generation import (
+    ModelCache,
+    PairStream,
+    chat_format,
+    format_warning,
+    render_chat,
+)
 from pages import _chat_views as views
 from pages._widgets import errors_shown, store, workspace
 
 S = st.session_state
+STREAM_EVERY_S = 0.1  # how often the two growing answers are redrawn
 
 
 @st.cache_resource(show_spinner=False)
@@ -43,22 +51,31 @@ def histories(turns: list[dict]) -> dict[str, list[tuple[str, str]]]:
 
 
 def answer(message: str, sides: dict, fmt, settings, turns: list[dict], anonymous: bool) -> dict:
-    """Stream both answers into two columns; returns the new turn."""
+    """Stream both answers at once into two columns; returns the new turn."""
     turn = {"message": message, "anonymous": anonymous,
             "swap": anonymous and random.random() < 0.5}
     hist = histories(turns)
     with st.chat_message("user"):
         st.markdown(message)
+    texts = [render_chat(sides[side], hist[side], message, fmt) for side in ("left", "right")]
+    live = PairStream(sides["left"], sides["right"], texts, settings, fmt)
     order, names = views.side_names(turn, S["chat"]["key"][:2])
+    boxes = {}
     for col, side, name in zip(st.columns(2), order, names, strict=True):
         with col:
             st.markdown(f"**{name}**")
-            prompt_text = render_chat(sides[side], hist[side], message, fmt)
-            live = stream(sides[side], prompt_text, settings, fmt)
             with st.chat_message("assistant"):
-                st.write_stream(live)
-            turn[side] = live.reply.to_dict()
-            st.caption(views.timing(turn[side]))
+                boxes[side] = st.empty()
+            boxes[side + ":caption"] = st.empty()
+    while live.running:
+        for row, text in enumerate(live.visible()):
+            boxes[("left", "right")[row]].markdown(text + " ▌")
+        time.sleep(STREAM_EVERY_S)
+    replies = dict(zip(("left", "right"), live.wait(), strict=True))
+    for side, reply in replies.items():
+        turn[side] = reply.to_dict()
+        boxes[side].markdown(reply.text)
+        boxes[side + ":caption"].caption(views.timing(turn[side]))
     return turn
 
 

@@ -30,7 +30,9 @@ def test_chat_side_by_side_vote_and_find_the_pair(tmp_path, page, tiny_model_dir
     shutil.copytree(tiny_model_dir, ws.models / "tiny")
     db = Store(ws.db_path)
     make_sample_run(ws, db)
-    server = StreamlitServer(home, env={"DPO_LAB_NO_PREPARE": "1"})
+    # a slowed-down tiny model, so the browser can watch both answers grow at the same time
+    server = StreamlitServer(home, env={"DPO_LAB_NO_PREPARE": "1",
+                                        "DPO_LAB_DEBUG_TOKEN_DELAY_S": "0.25"})
     try:
         page.goto(server.url)
         wait_for_app(page)
@@ -41,7 +43,13 @@ def test_chat_side_by_side_vote_and_find_the_pair(tmp_path, page, tiny_model_dir
 
         page.get_by_test_id("stChatInputTextArea").fill("what is that ?")
         page.keyboard.press("Enter")
-        page.get_by_text("Which answer is better?").wait_for()
+        page.wait_for_function(
+            """() => {
+                const boxes = [...document.querySelectorAll("[data-testid='stChatMessageContent']")];
+                return boxes.filter(b => b.innerText.includes("▌")
+                                       && b.innerText.replace("▌", "").trim()).length === 2;
+            }""", timeout=60_000)  # both sides show words while both are still streaming (the cursor)
+        page.get_by_text("Which answer is better?").wait_for(timeout=120_000)
         _settle(page)
         assert page.get_by_text("Left · builtin:tiny").count() == 1
         assert page.get_by_text("Right · run:run-tiny-demo").count() == 1

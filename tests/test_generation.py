@@ -12,6 +12,7 @@ from dpo_core.errors import ConfigError
 from dpo_core.formats import CHAT_FORMAT, CHILDES_FORMAT
 from dpo_core.generation import (
     ModelCache,
+    PairStream,
     SamplingSettings,
     format_warning,
     generate,
@@ -191,3 +192,55 @@ def test_compare_cli_uses_the_runs_base_as_left(workspace_with_tiny, capsys):
     assert out["left"]["text"] != out["right"]["text"] and out["batched"] is True
     assert main(["compare", "--right", TINY_SPEC, "--prompt", "hi"]) == 2
     assert "--left" in capsys.readouterr().err
+
+
+def make_full_run(workspace, run_id: str = "full1") -> str:
+    """A fake finished full fine-tune of the tiny model: its own weights, other answers."""
+    import torch
+
+    from dpo_core.models import resolve_model
+
+    loaded = resolve_model(TINY_SPEC, workspace)
+    gen = torch.Generator().manual_seed(11)
+    with torch.no_grad():
+        for param in loaded.model.parameters():
+            param.add_(torch.randn(param.shape, generator=gen) * 0.05)
+    final = workspace.runs / run_id / "final"
+    loaded.model.save_pretrained(final)
+    loaded.tokenizer.save_pretrained(final)
+    (final / RUN_MODEL_FILE).write_text(json.dumps({"base": TINY_SPEC, "kind": "full"}))
+    (final / FORMAT_FILE).write_text(json.dumps(CHAT_FORMAT.to_dict()))
+    return f"run:{run_id}"
+
+
+def _poll(live: PairStream) -> list[tuple[str, str]]:
+    seen = []
+    while live.running:
+        seen.append(live.visible())
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["lora", "full"])
+def test_pair_stream_streams_both_sides_at_once_with_one_by_one_answers(
+        cache, workspace_with_tiny, kind):
+    """The chat page's stream: both answers grow together (one batch on shared weights, two
+    threads on separate weights) and end equal to answering one side after the other."""
+    run = (make_lora_run(workspace_with_tiny) if kind == "lora"
+           else make_full_run(workspace_with_tiny))
+    settings = SamplingSettings(seed=5, max_new_tokens=24, temperature=1.0)
+    left, right = cache.get(TINY_SPEC), cache.get(run)
+    texts = [render_chat(left, [], "what is that ?", CHAT_FORMAT),
+             render_chat(right, [], "what is that ?", CHAT_FORMAT)]
+    live = PairStream(left, right, texts, settings, CHAT_FORMAT)
+    seen = _poll(live)
+    got = live.wait()
+    alone = [generate(left, texts[0], settings, CHAT_FORMAT),
+             generate(right, texts[1], settings, CHAT_FORMAT)]
+    assert [r.text for r in got] == [r.text for r in alone]
+    assert got[0].text != got[1].text and got[1].spec == run and got[0].spec == TINY_SPEC
+    assert live.batched is (kind == "lora")
+    for shown in seen:  # what the page showed was always a start of the final answer
+        assert got[0].text.startswith(shown[0]) and got[1].text.startswith(shown[1])
+    assert live.visible() == (got[0].text, got[1].text)
+    assert all(r.new_tokens > 0 and r.ttft_s is not None for r in got)
+    assert cache.weight_copies == (1 if kind == "lora" else 2)

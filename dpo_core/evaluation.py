@@ -13,7 +13,8 @@ Scoring convention (the reference any independent check must follow):
   chosen score is strictly greater than the rejected one (TRL's `rewards/accuracies` rule).
 
 Batching only changes speed: texts are deduplicated, sorted by length, right-padded with an
-attention mask, and the LM head runs on the scored positions only.
+attention mask, and the LM head runs on the scored positions only. Pairs also run the prefix their
+two texts share (the prompt, a speaker tag) once and score each text's rest on its cache.
 """
 
 from __future__ import annotations
@@ -142,6 +143,121 @@ def score_encoded(model, tokenizer, items: Sequence[Encoded], batch_size: int = 
     return [results[it] for it in items]
 
 
+def _shared_prefix(a: Encoded, b: Encoded) -> int:
+    """How many leading tokens two texts share (their hidden states are identical there)."""
+    return _common_prefix(a[0], b[0])
+
+
+def _score_pair_chunk(model, chunk: list[tuple[Encoded, Encoded]],
+                      pad_id: int) -> list[tuple[float, int]]:
+    """(sum, count) of both texts of each pair, running their shared prefix once.
+
+    Pass 1 runs each distinct prefix (right-padded batch) and keeps its key/value cache; pass 2
+    runs what follows the prefix in each text on top of the cached prefix (a 2-D attention mask
+    hides the prefix padding; position ids continue from the prefix's true length). A token t
+    is scored from the hidden state at t - 1, taken from pass 1 when t - 1 lies in the prefix.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    parts = _head_parts(model)
+    call = parts[0] if parts is not None else model
+    prefixes: dict[tuple[int, ...], int] = {}
+    texts = []  # (ids, start, prefix row, prefix length)
+    for a, b in chunk:
+        n = _shared_prefix(a, b)
+        row = prefixes.setdefault(a[0][:n], len(prefixes))
+        texts += [(a[0], a[1], row, n), (b[0], b[1], row, n)]
+    width = max(len(p) for p in prefixes)
+    pre_ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
+    pre_mask = torch.zeros((len(prefixes), width), dtype=torch.long)
+    for ids, row in prefixes.items():
+        pre_ids[row, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+        pre_mask[row, :len(ids)] = 1
+    pre_ids, pre_mask = pre_ids.to(device), pre_mask.to(device)
+    out = call(input_ids=pre_ids, attention_mask=pre_mask, use_cache=True)
+    pre_hidden = out.last_hidden_state if parts is not None else None
+    pre_logits = None if parts is not None else out.logits
+    cache = out.past_key_values
+    # pass 2: the rest of each text but its last token (whose prediction nobody scores)
+    rest = [max(0, len(ids) - 1 - n) for ids, _, _, n in texts]
+    cont_rows = [i for i, r in enumerate(rest) if r > 0]
+    cont_hidden = cont_logits = None
+    if cont_rows:
+        cwidth = max(rest[i] for i in cont_rows)
+        c_ids = torch.full((len(cont_rows), cwidth), pad_id, dtype=torch.long)
+        c_mask = torch.zeros((len(cont_rows), cwidth), dtype=torch.long)
+        c_pos = torch.zeros((len(cont_rows), cwidth), dtype=torch.long)
+        for j, i in enumerate(cont_rows):
+            ids, _, _, n = texts[i]
+            c_ids[j, :rest[i]] = torch.tensor(ids[n:n + rest[i]], dtype=torch.long)
+            c_mask[j, :rest[i]] = 1
+            c_pos[j] = torch.arange(n, n + cwidth)
+        cache.batch_select_indices(torch.tensor([texts[i][2] for i in cont_rows],
+                                                device=device))
+        mask = torch.cat([pre_mask[[texts[i][2] for i in cont_rows]], c_mask.to(device)], 1)
+        out = call(input_ids=c_ids.to(device), attention_mask=mask,
+                   position_ids=c_pos.to(device), past_key_values=cache, use_cache=True)
+        cont_hidden = out.last_hidden_state if parts is not None else None
+        cont_logits = None if parts is not None else out.logits
+    # which hidden state predicts each scored token
+    cont_of = {i: j for j, i in enumerate(cont_rows)}
+    pre_sel, cont_sel, owners_pre, owners_cont, tgt_pre, tgt_cont = [], [], [], [], [], []
+    for i, (ids, start, row, n) in enumerate(texts):
+        for t in range(max(start, 1), len(ids)):
+            if t - 1 < n:
+                pre_sel.append((row, t - 1))
+                owners_pre.append(i)
+                tgt_pre.append(ids[t])
+            else:
+                cont_sel.append((cont_of[i], t - 1 - n))
+                owners_cont.append(i)
+                tgt_cont.append(ids[t])
+    sums = torch.zeros(len(texts), dtype=torch.float64)
+    counts = torch.zeros(len(texts), dtype=torch.long)
+    for sel, owners, targets, hidden, logits in (
+            (pre_sel, owners_pre, tgt_pre, pre_hidden, pre_logits),
+            (cont_sel, owners_cont, tgt_cont, cont_hidden, cont_logits)):
+        if not sel:
+            continue
+        rows_t = torch.tensor([r for r, _ in sel], device=device)
+        cols_t = torch.tensor([c for _, c in sel], device=device)
+        picked = parts[1](hidden[rows_t, cols_t]) if parts is not None else logits[rows_t, cols_t]
+        picked = picked.float()
+        tgt = torch.tensor(targets, device=device)
+        token_lp = picked.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(picked, -1)
+        owner_t = torch.tensor(owners)
+        sums.index_add_(0, owner_t, token_lp.double().cpu())
+        counts.index_add_(0, owner_t, torch.ones(len(owners), dtype=torch.long))
+    return [(float(s), int(c)) for s, c in zip(sums, counts, strict=True)]
+
+
+def score_encoded_pairs(model, tokenizer, items: Sequence[Encoded], batch_size: int = 16,
+                        progress: Progress = _noop) -> list[tuple[float, int]]:
+    """Like score_encoded for interleaved (chosen, rejected, ...) items, but each pair's shared
+    prefix (the prompt, and the speaker tag both replies start with) is run once."""
+    import torch
+
+    if batch_size < 1:
+        raise ConfigError(f"batch_size is {batch_size}.", "Use a batch size of 1 or more.")
+    pairs = list(zip(items[0::2], items[1::2], strict=True))
+    if any(_shared_prefix(a, b) < 1 for a, b in pairs):
+        return score_encoded(model, tokenizer, items, batch_size, progress)
+    unique = sorted(set(pairs), key=lambda p: (len(p[0][0]) + len(p[1][0]), p))
+    per_chunk = max(1, batch_size // 2)  # a chunk runs about batch_size texts
+    pad_id = _pad_id(tokenizer)
+    results: dict[tuple[Encoded, Encoded], tuple] = {}
+    with torch.inference_mode():
+        for i in range(0, len(unique), per_chunk):
+            chunk = unique[i:i + per_chunk]
+            scored = _score_pair_chunk(model, chunk, pad_id)
+            for k, pair in enumerate(chunk):
+                results[pair] = (scored[2 * k], scored[2 * k + 1])
+            progress(min(1.0, (i + len(chunk)) / max(len(unique), 1)),
+                     f"Scored {i + len(chunk)} of {len(unique)} pairs")
+    return [x for pair in pairs for x in results[pair]]
+
+
 def _reduce(total: float, count: int, method: str) -> float:
     if method == "sum-logp":
         return total
@@ -180,15 +296,21 @@ def encode_pairs(tokenizer, prompt_format: PromptFormat, pairs: Iterable, scope:
 
 def score_pairs(model, tokenizer, prompt_format: PromptFormat, pairs: Sequence,
                 method: Method = "mean-logp", scope: Scope = "reply", batch_size: int = 16,
-                progress: Progress = _noop, add_eos: bool = False) -> list[tuple[float, float]]:
-    """(chosen_score, rejected_score) per pair with `mean-logp` or `sum-logp`."""
+                progress: Progress = _noop, add_eos: bool = False,
+                shared_prefix: bool = True) -> list[tuple[float, float]]:
+    """(chosen_score, rejected_score) per pair with `mean-logp` or `sum-logp`.
+
+    `shared_prefix` runs the prompt (and whatever else both replies start with) once per pair;
+    off, each text runs whole (the scores agree to float rounding).
+    """
     _check(method, scope)
     if method == "implicit-reward":
         raise ConfigError("score_pairs takes mean-logp or sum-logp.",
                           "Use implicit_rewards() for implicit-reward.")
     items = encode_pairs(tokenizer, prompt_format, pairs, scope, add_eos)
-    scores = [_reduce(t, c, method) for t, c in score_encoded(model, tokenizer, items,
-                                                               batch_size, progress)]
+    scored = (score_encoded_pairs if shared_prefix else score_encoded)(
+        model, tokenizer, items, batch_size, progress)
+    scores = [_reduce(t, c, method) for t, c in scored]
     return list(zip(scores[0::2], scores[1::2], strict=False))
 
 
@@ -302,8 +424,8 @@ def suite_accuracy(model, tokenizer, folder: str | Path, method: Method = "mean-
             items += [encode_text(tokenizer, "", good, "full"),
                       encode_text(tokenizer, "", bad, "full")]
             keys.append(name)
-    scored = [_reduce(t, c, method) for t, c in score_encoded(model, tokenizer, items,
-                                                               batch_size, progress)]
+    scored = [_reduce(t, c, method) for t, c in score_encoded_pairs(model, tokenizer, items,
+                                                                     batch_size, progress)]
     scores = list(zip(scored[0::2], scored[1::2], strict=False))
     files = {}
     for name in suite:

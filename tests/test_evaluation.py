@@ -102,6 +102,25 @@ def test_batch_size_does_not_change_scores(tiny):
     assert torch.allclose(torch.tensor(one), torch.tensor(many), atol=1e-5)
 
 
+@pytest.mark.parametrize("batch_size", [1, 5, 64])
+def test_shared_prefix_scoring_equals_whole_texts(tiny, batch_size):
+    """Running each pair's shared prefix once gives the scores of running each text whole,
+    including a reply that is a prefix of the other, pairs sharing a prompt, and odd lengths."""
+    pairs = make_pairs(30) + [
+        {"prompt": "*MOT: say no .", "chosen": "*CHI: no .", "rejected": "*CHI: no no no ."},
+        {"prompt": "*MOT: say no .", "chosen": "*CHI: no no no .", "rejected": "*CHI: no ."},
+        {"prompt": "*MOT: and ?", "chosen": "*CHI: a", "rejected": "*CHI: b"}]
+    for scope in ("reply", "full"):
+        args = (tiny.model, tiny.tokenizer, CHILDES_FORMAT, pairs, "sum-logp", scope, batch_size)
+        shared = ev.score_pairs(*args, shared_prefix=True)
+        whole = ev.score_pairs(*args, shared_prefix=False)
+        assert torch.allclose(torch.tensor(shared), torch.tensor(whole), atol=1e-4)
+        assert [c > r for c, r in shared] == [c > r for c, r in whole]
+    items = ev.encode_pairs(tiny.tokenizer, CHILDES_FORMAT, pairs, "reply")
+    counts = [c for _, c in ev.score_encoded_pairs(tiny.model, tiny.tokenizer, items, 8)]
+    assert counts == [c for _, c in ev.score_encoded(tiny.model, tiny.tokenizer, items, 8)]
+
+
 def test_pair_accuracy_reports_interval_margin_and_per_pair(tiny):
     pairs = make_pairs(40)
     result = ev.pair_accuracy(tiny.model, tiny.tokenizer, CHILDES_FORMAT, pairs, seed=3)

@@ -1,6 +1,7 @@
 """Benchmark: a run through the lab vs a plain TRL script on the same model, pairs, config, seed.
 
-Reports the step-time ratio (lab / plain, from each trainer's own `train_runtime`), the largest
+Reports the step-time ratio (lab / plain, medians of each trainer's own `train_runtime` over
+interleaved repeats), the largest
 loss difference over the logged steps (the lab must train identically), and the same run with
 the lab's metrics writer switched off (the writer's cost).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +55,7 @@ def lab_run(store, cfg, writer: bool = True) -> dict:
 
     os.environ["DPO_LAB_BENCH_NO_WRITER"] = "" if writer else "1"
     run_id = jobs.start_run(store, cfg)
-    run = jobs.wait_run(store, run_id, poll=0.5)
+    run = jobs.wait_run(store, run_id, poll=2.0)  # a light watcher, like a user's terminal
     if run["status"] != "completed":
         raise SystemExit(f"lab run {run_id} {run['status']}: {run['error_text'][-1500:]}")
     result = run["result"].get("metrics", {})
@@ -106,6 +108,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--method", default="lora", choices=("lora", "full"))
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each kind, interleaved; medians are compared")
     parser.add_argument("--json", action="store_true")
     opts = parser.parse_args()
 
@@ -123,18 +127,24 @@ def main() -> None:
                     max_length=opts.max_length, max_prompt_length=opts.max_length // 2,
                     sample_prompts=0)
     t = time.time()
-    lab = lab_run(store, cfg)
-    plain = plain_run(cfg, lab["run_dir"], home / "plain")
-    lab_off = lab_run(store, cfg, writer=False)
-    diffs = [abs(lab["losses"][s] - plain["losses"][s]) for s in plain["losses"]
-             if s in lab["losses"]]
+    labs, plains, offs = [], [], []
+    for i in range(opts.repeats):  # interleaved, so drifting machine load hits all three alike
+        labs.append(lab_run(store, cfg))
+        plains.append(plain_run(cfg, labs[0]["run_dir"], home / f"plain{i}"))
+        offs.append(lab_run(store, cfg, writer=False))
+    lab, plain, lab_off = (statistics.median(r["runtime"] for r in runs)
+                           for runs in (labs, plains, offs))
+    diffs = [abs(labs[0]["losses"][s] - plains[0]["losses"][s]) for s in plains[0]["losses"]
+             if s in labs[0]["losses"]]
     report = {
         "model": opts.model, "method": opts.method, "steps": opts.steps,
-        "lab_runtime_s": lab["runtime"], "plain_runtime_s": plain["runtime"],
-        "step_time_ratio_lab_vs_plain": round(lab["runtime"] / plain["runtime"], 3),
-        "writer_off_runtime_s": lab_off["runtime"],
-        "step_time_ratio_writer_on_vs_off": round(lab["runtime"] / lab_off["runtime"], 3)
-        if lab_off["runtime"] else None,
+        "repeats": opts.repeats, "lab_runtime_s": lab, "plain_runtime_s": plain,
+        "step_time_ratio_lab_vs_plain": round(lab / plain, 3),
+        "writer_off_runtime_s": lab_off,
+        "step_time_ratio_writer_on_vs_off": round(lab / lab_off, 3),
+        "samples_s": {"lab": [r["runtime"] for r in labs],
+                      "plain": [r["runtime"] for r in plains],
+                      "writer_off": [r["runtime"] for r in offs]},
         "logged_steps_compared": len(diffs), "max_abs_loss_diff": max(diffs) if diffs else None,
         "wall_s": round(time.time() - t, 1),
     }

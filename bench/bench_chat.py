@@ -76,6 +76,31 @@ def timed(fns: dict, repeats: int) -> dict:
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def rows_cost(model) -> float:
+    """Time of the model's MLP up-projection and LM head on 2 rows against 1 row."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    weights = [m.weight for m in base.modules()
+               if isinstance(m, torch.nn.Linear) and "up_proj" in str(m)][:1] or []
+    weights = [w.detach() for w in weights] + [base.get_output_embeddings().weight.detach()]
+    cost = {}
+    with torch.inference_mode():
+        for rows in (1, 2):
+            total = 0.0
+            for w in weights:
+                x = torch.randn(rows, w.shape[1], dtype=w.dtype, device=w.device)
+                for _ in range(5):
+                    torch.nn.functional.linear(x, w)
+                n = 200
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    torch.nn.functional.linear(x, w)
+                total += (time.perf_counter() - t0) / n
+            cost[rows] = total
+    return round(cost[2] / cost[1], 2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="base model spec (default: the default model if "
@@ -102,6 +127,7 @@ def main() -> int:
                                                batch=False),
         }, args.repeats)
         check = side_by_side(cache, spec, run, [], [], PROMPT, settings)
+        two_rows = rows_cost(cache.get(run).model)
 
     result = {
         "model": spec, "max_new_tokens": args.max_new_tokens, "repeats": args.repeats,
@@ -113,6 +139,9 @@ def main() -> int:
         "time_ratio_batched": round(t["batched"] / t["one"], 2),
         "time_ratio_sequential": round(t["sequential"] / t["one"], 2),
         "batched": check.batched, "tokens": [check.left.new_tokens, check.right.new_tokens],
+        # a decode step is one row per side: what 2 rows cost against 1 on this device bounds
+        # what batching the two sides can win (about 1x on a GPU; CPU GEMM is another story)
+        "two_rows_vs_one_row_step": two_rows,
     }
     if args.json:
         print(json.dumps(result, indent=2))

@@ -20,6 +20,7 @@ two texts share (the prompt, a speaker tag) once and score each text's rest on i
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -30,6 +31,7 @@ from .errors import ConfigError, DataError, NotFoundError
 from .formats import PromptFormat
 from .store import Store, dumps, now
 
+log = logging.getLogger(__name__)
 Method = Literal["mean-logp", "sum-logp", "implicit-reward"]
 Scope = Literal["reply", "full"]
 METHODS = ("mean-logp", "sum-logp", "implicit-reward")
@@ -250,7 +252,14 @@ def score_encoded_pairs(model, tokenizer, items: Sequence[Encoded], batch_size: 
     with torch.inference_mode():
         for i in range(0, len(unique), per_chunk):
             chunk = unique[i:i + per_chunk]
-            scored = _score_pair_chunk(model, chunk, pad_id)
+            try:
+                scored = _score_pair_chunk(model, chunk, pad_id)
+            except (AttributeError, NotImplementedError, TypeError) as exc:
+                if i:  # it worked on earlier chunks: a real error, not a missing cache API
+                    raise
+                # an architecture without a reusable KV cache: run the texts whole
+                log.info("shared-prefix scoring unavailable (%s); scoring whole texts", exc)
+                return score_encoded(model, tokenizer, items, batch_size, progress)
             for k, pair in enumerate(chunk):
                 results[pair] = (scored[2 * k], scored[2 * k + 1])
             progress(min(1.0, (i + len(chunk)) / max(len(unique), 1)),

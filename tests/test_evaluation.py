@@ -335,3 +335,17 @@ def test_default_model_mean_logp_equals_reference_on_childes(workspace_with_defa
         single = reference_pairs(loaded, CHILDES_FORMAT, records, scope)
         assert [c > r for c, r in batched] == [c > r for c, r in single]
         assert torch.allclose(torch.tensor(batched), torch.tensor(single), atol=1e-4)
+
+
+def test_shared_prefix_falls_back_to_whole_texts_without_a_cache_api(tiny, monkeypatch):
+    """A model whose cache cannot be reused still scores, with the whole-text path."""
+    pairs = make_pairs(6)
+
+    def no_cache(*args, **kwargs):
+        raise NotImplementedError("no reusable cache")
+
+    expected = ev.score_pairs(tiny.model, tiny.tokenizer, CHILDES_FORMAT, pairs, "sum-logp",
+                              shared_prefix=False)
+    monkeypatch.setattr(ev, "_score_pair_chunk", no_cache)
+    got = ev.score_pairs(tiny.model, tiny.tokenizer, CHILDES_FORMAT, pairs, "sum-logp")
+    assert got == expected

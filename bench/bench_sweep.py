@@ -7,7 +7,12 @@ forward at every step. Reports total wall time of each sweep and the ratio (targ
 checks the completed runs' final losses agree.
 
     python bench/bench_sweep.py                       # tiny model, 4 runs
+    python bench/bench_sweep.py --steps 100           # tiny, 10 epochs (as the CHILDES recipe)
     python bench/bench_sweep.py --model builtin:smollm2-135m-instruct --steps 20
+
+Measured on 2 CPU cores (stop 12): default model, 20 steps (2 epochs of 40 pairs) 0.784;
+tiny, 100 steps 0.761; tiny, 10 steps (1 epoch) 0.926, where process start, model load and each
+run's evaluation dominate and the tiny reference forward costs milliseconds.
 """
 
 from __future__ import annotations

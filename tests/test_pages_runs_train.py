@@ -242,3 +242,21 @@ def test_launch_queues_the_run_and_opens_its_view(workspace_with_tiny, monkeypat
     finally:
         if get_run(store, run_id)["status"] in ("queued", "running"):
             cancel_run(store, run_id)
+
+
+def test_silent_worker_shows_a_stall_warning_while_still_running(lab):
+    """A live worker (here: this test's own process) that stopped beating 5 minutes ago."""
+    import os
+    import socket
+
+    from dpo_core.procs import process_start_time
+
+    pid = os.getpid()
+    add_run(lab, "r-stalled", status="running", pid=pid, pgid=pid,
+            proc_start=process_start_time(pid), host=socket.gethostname(),
+            heartbeat=now() - 300, finished=None, step=7,
+            history={"loss": [(s, 0.69) for s in range(1, 8)]})
+    at = runs_page("r-stalled")
+    assert at.subheader[0].value.endswith("r-stalled · running")  # alive, so not 'lost'
+    text = shown(at)
+    assert "No heartbeat from the worker for" in text and "Cancel the run" in text

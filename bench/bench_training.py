@@ -92,7 +92,8 @@ def plain_run(cfg, run_dir: str, out_dir: Path) -> dict:
     (out_dir / "plain.py").write_text(PLAIN)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
     done = subprocess.run([sys.executable, str(out_dir / "plain.py"), str(out_dir / "spec.json")],
-                          capture_output=True, text=True, env=env)
+                          capture_output=True, text=True, env=env,
+                          start_new_session=True)  # its own session, as the lab's worker
     line = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
     if done.returncode or not line:
         raise SystemExit(f"plain TRL script failed:\n{done.stderr[-3000:]}")

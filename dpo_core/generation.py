@@ -381,9 +381,7 @@ class Stream:
         raw, shown = "", ""
         for chunk in self._streamer:
             raw += chunk
-            visible = _cut(raw, self.stop)
-            if self.stop is None or not self.stop.search(raw.lstrip()):
-                visible = visible[:max(visible.rfind(" "), 0)] if " " in visible else ""
+            visible = _settled(raw, self.stop)
             if visible.startswith(shown) and len(visible) > len(shown):
                 yield visible[len(shown):]
                 shown = visible
@@ -392,6 +390,15 @@ class Stream:
             raise self.error
         if self.reply.text.startswith(shown) and len(self.reply.text) > len(shown):
             yield self.reply.text[len(shown):]
+
+
+def _settled(raw: str, stop: re.Pattern | None) -> str:
+    """The part of a growing answer safe to show: cut at the stop pattern once it appears,
+    else up to the last space (a speaker tag being generated is never shown, then taken back)."""
+    text = _cut(raw, stop)
+    if stop is None or not stop.search(raw.lstrip()):
+        text = text[:max(text.rfind(" "), 0)] if " " in text else ""
+    return text
 
 
 def _timed(streamer_cls):
@@ -637,7 +644,7 @@ class PairStream:
         self.seconds = 0.0
         self._shown = ["", ""]
         self._started = time.perf_counter()
-        self._streamers: list[_RowsStreamer] = []
+        self._sources: list[tuple[_RowsStreamer, int]] = []  # per side: streamer, its row
         target = self._work_batched if self.batched else self._work_apart
         self._thread = threading.Thread(target=target, daemon=True)
         self._thread.start()
@@ -647,7 +654,7 @@ class PairStream:
         left, right = self.sides
         names = [s.adapter or BASE_ADAPTER for s in (left, right)]
         streamer = _RowsStreamer(2)
-        self._streamers = [streamer, streamer]
+        self._sources = [(streamer, 0), (streamer, 1)]
         # adapters must be on for adapter_names to pick one per row (off would silence them all)
         runner = replace(left, adapter=next(n for n in names if n != BASE_ADAPTER))
         try:
@@ -668,7 +675,7 @@ class PairStream:
         self.seconds = time.perf_counter() - self._started
 
     def _work_apart(self) -> None:
-        self._streamers = [_RowsStreamer(1), _RowsStreamer(1)]
+        self._sources = [(_RowsStreamer(1), 0), (_RowsStreamer(1), 0)]
         threads = [threading.Thread(target=self._one, args=(row,), daemon=True)
                    for row in (0, 1)]
         for t in threads:
@@ -678,7 +685,7 @@ class PairStream:
         self.seconds = time.perf_counter() - self._started
 
     def _one(self, row: int) -> None:
-        side, streamer = self.sides[row], self._streamers[row]
+        side, (streamer, _) = self.sides[row], self._sources[row]
         try:
             new_ids, first, stamps = _run_generate(side, [self.texts[row]], self.settings,
                                                    streamer, self.stop)
@@ -699,14 +706,12 @@ class PairStream:
             if self.replies[row] is not None:
                 out.append(self.replies[row].text)
                 continue
-            streamers = self._streamers
-            ids = list(streamers[row].ids[row if streamers[0] is streamers[1] else 0]) \
-                if streamers else []
-            tok = self.sides[row].tokenizer
-            raw = tok.decode(ids, skip_special_tokens=True)
-            text = _cut(raw, self.stop)
-            if self.stop is None or not self.stop.search(raw.lstrip()):
-                text = text[:max(text.rfind(" "), 0)] if " " in text else ""
+            ids = []
+            if self._sources:
+                streamer, index = self._sources[row]
+                ids = list(streamer.ids[index])
+            raw = self.sides[row].tokenizer.decode(ids, skip_special_tokens=True)
+            text = _settled(raw, self.stop)
             if text.startswith(self._shown[row]):
                 self._shown[row] = text
             out.append(self._shown[row])

@@ -30,7 +30,7 @@ from dpo_core.data.io import (
 from dpo_core.errors import ConflictError, DPOLabError
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC, load_tokenizer, model_state, resolve_path
 from dpo_core.store import open_store
-from pages._widgets import workspace
+from pages._widgets import errors_shown, workspace
 
 PAGE_SIZE = 25
 COUNT_CAP = 1000
@@ -590,13 +590,9 @@ def hub_push_form(db, dataset: Dataset) -> None:
             pushed = st.form_submit_button("Push dataset")
         if not pushed:
             return
-        try:
-            with st.spinner(f"Pushing {dataset.name} to {repo} ..."):
-                url = push_dataset(db, dataset.id, repo.strip(), token=token.strip() or None,
-                                   private=private)
-        except DPOLabError as exc:
-            st.error(exc.message + (f"\n\n**Fix:** {exc.fix}" if exc.fix else ""))
-        else:
+        with errors_shown(), st.spinner(f"Pushing {dataset.name} to {repo} ..."):
+            url = push_dataset(db, dataset.id, repo.strip(), token=token.strip() or None,
+                               private=private)
             st.success(f"Pushed to {url}")
 
 

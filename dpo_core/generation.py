@@ -23,6 +23,7 @@ from typing import Literal
 
 from .errors import ConfigError, ModelError, NotFoundError
 from .formats import PromptFormat
+from .kernels import use_small_rows_kernel
 from .models import (
     RUN_MODEL_FILE,
     LoadedModel,
@@ -136,6 +137,17 @@ def model_lock(model) -> threading.Lock:
         return lock
 
 
+_DECODE_READY: weakref.WeakSet = weakref.WeakSet()  # models whose decode kernel is chosen
+
+
+def _ready_for_decoding(model, again: bool = False) -> None:
+    """Choose the decode-step matrix product once per model (`kernels`); `again` after new
+    layers (an adapter) were attached."""
+    if again or model not in _DECODE_READY:
+        use_small_rows_kernel(model)
+        _DECODE_READY.add(model)
+
+
 def _register_wrapper(peft_model) -> None:
     """Remember that these base weights carry adapters, so base-side calls turn them off."""
     _WRAPPERS[_base_of(peft_model)] = peft_model
@@ -162,6 +174,7 @@ def as_chat_model(loaded: LoadedModel | ChatModel) -> ChatModel:
     """A LoadedModel from resolve_model (adapter on when it is one), or a ChatModel as is."""
     if isinstance(loaded, ChatModel):
         return loaded
+    _ready_for_decoding(loaded.model)
     adapter = None
     if loaded.is_adapter:
         _register_wrapper(loaded.model)
@@ -490,6 +503,7 @@ class ModelCache:
     def _entry(self, spec: str) -> _Entry:
         if spec not in self._entries:
             loaded = resolve_model(spec, self.workspace, dtype=self.dtype, device=self.device)
+            _ready_for_decoding(loaded.model)
             self._entries[spec] = _Entry(loaded)
         return self._entries[spec]
 
@@ -510,6 +524,7 @@ class ModelCache:
                     entry.peft_model = peft_model
                 else:
                     entry.peft_model.load_adapter(path, adapter_name=name)
+                _ready_for_decoding(entry.peft_model, again=True)
             except (OSError, ValueError) as exc:
                 raise ModelError(f"Could not attach the adapter in {path}: {exc}",
                                  "Check that the run's final/ folder is complete.") from exc
@@ -595,7 +610,7 @@ def side_by_side(cache: ModelCache, left_spec: str, right_spec: str, history_lef
         replies = [generate(left, texts[0], settings, fmt),
                    generate(right, texts[1], settings, fmt)]
         return SideBySide(*replies, False, time.perf_counter() - started, fmt)
-    live = PairStream(left, right, texts, settings, fmt)
+    live = PairStream(left, right, texts, settings, fmt, background=False)
     left_reply, right_reply = live.wait()
     return SideBySide(left_reply, right_reply, live.batched, live.seconds, fmt)
 
@@ -632,10 +647,16 @@ class PairStream:
     both answers grow token by token together; sides on separate weights run in two threads at
     the same time. Either way each row is seeded as if it were alone, so the answers equal
     one-at-a-time generation.
+
+    `background=False` generates in the caller's thread and returns when done: the way to go
+    when nobody watches the answers grow. On CPU a fresh thread is slower when the caller's
+    thread has already run parallel torch work (loaded the model, say): libgomp then manages
+    more threads than there are cores and stops spinning between the many small products of a
+    decode step (2x slower per token measured on 2 cores).
     """
 
     def __init__(self, left: ChatModel, right: ChatModel, texts: Sequence[str],
-                 settings: SamplingSettings, fmt: PromptFormat):
+                 settings: SamplingSettings, fmt: PromptFormat, background: bool = True):
         self.sides, self.texts, self.settings = (left, right), list(texts), settings
         self.stop = stop_pattern(fmt)
         self.replies: list[Reply | None] = [None, None]
@@ -646,8 +667,12 @@ class PairStream:
         self._started = time.perf_counter()
         self._sources: list[tuple[_RowsStreamer, int]] = []  # per side: streamer, its row
         target = self._work_batched if self.batched else self._work_apart
-        self._thread = threading.Thread(target=target, daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=target, daemon=True)
+            self._thread.start()
+        else:
+            target()
 
     # -- workers ---------------------------------------------------------------------------
     def _work_batched(self) -> None:
@@ -697,7 +722,7 @@ class PairStream:
     # -- reading ---------------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive()
 
     def visible(self) -> tuple[str, str]:
         """Each side's answer so far, cut at word boundaries (a speaker tag never flickers)."""
@@ -718,7 +743,8 @@ class PairStream:
         return out[0], out[1]
 
     def wait(self) -> tuple[Reply, Reply]:
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self.error is not None:
             raise self.error
         return self.replies[0], self.replies[1]

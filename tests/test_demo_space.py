@@ -44,6 +44,8 @@ def test_export_writes_a_self_contained_space_folder(workspace_with_tiny, store,
                  "base/model.safetensors"):
         assert name in result.files, name
     assert not any(f.endswith((".db", ".env", RUN_MODEL_FILE)) for f in result.files)
+    # the decode kernel itself, not the lab's shim that re-exports dpo_core.kernels
+    assert "def use_small_rows_kernel" in (out / "dpo_demo" / "kernels.py").read_text()
     readme = (out / "README.md").read_text()
     header = readme.split("---")[1]
     assert "sdk: gradio" in header and f"sdk_version: {gradio.__version__}" in header

@@ -1,7 +1,7 @@
 """The demo's models: baseline and fine-tuned, loaded once at start, answering with streaming.
 
 Copied into exported Space folders, so it imports only torch, transformers, peft and this package
-(no `dpo_core`). Prompt rendering follows `dpo_core.formats.PromptFormat` (same dict shape; a lab
+(no `dpo_core`; export copies `dpo_core/kernels.py` over the `kernels.py` shim here). Prompt rendering follows `dpo_core.formats.PromptFormat` (same dict shape; a lab
 test checks both render the same text). A LoRA run shares one copy of the base weights: the
 baseline side runs with the adapter disabled, under a lock so two requests never race on it.
 """
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DemoConfig
+from .kernels import use_small_rows_kernel
 
 History = Sequence[tuple[str, str]]
 
@@ -128,6 +129,8 @@ class Engine:
         else:
             self.tuned_model = self._load(config.locate(config.tuned))
             self.tokenizer = _tokenizer(config.locate(config.tuned), fallback=base)
+        for model in {id(m): m for m in (self.base_model, self.tuned_model)}.values():
+            use_small_rows_kernel(model)  # faster decode steps on CPU (see kernels.py)
 
     def _load(self, ref: str):
         from transformers import AutoModelForCausalLM

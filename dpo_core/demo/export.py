@@ -22,6 +22,7 @@ from ..workspace import Workspace, get_workspace
 from .config import CONFIG_FILE, DemoConfig, Limits, write_config
 
 DEMO_MODULES = ("config.py", "engine.py", "votes.py", "app.py")
+CORE_MODULES = ("kernels.py",)  # dpo_core modules the demo uses, copied over their demo/ shims
 PACKAGE = "dpo_demo"
 PINNED = ("torch", "transformers", "peft", "gradio", "accelerate")
 HUB_IDS = {DEFAULT_SPEC: "HuggingFaceTB/SmolLM2-135M-Instruct",
@@ -233,6 +234,8 @@ def _write_package(work: Path) -> None:
     (pkg / "__init__.py").write_text('"""DPO Lab demo, copied from dpo_core/demo by export-space."""\n')
     for name in DEMO_MODULES:
         shutil.copyfile(here / name, pkg / name)
+    for name in CORE_MODULES:
+        shutil.copyfile(here.parent / name, pkg / name)
     (work / "app.py").write_text(ENTRY, encoding="utf-8")
 
 

@@ -222,12 +222,16 @@ def _score_pair_chunk(model, chunk: list[tuple[Encoded, Encoded]],
             (cont_sel, owners_cont, tgt_cont, cont_hidden, cont_logits)):
         if not sel:
             continue
-        rows_t = torch.tensor([r for r, _ in sel], device=device)
-        cols_t = torch.tensor([c for _, c in sel], device=device)
+        # both texts of a pair read the same prefix positions: the head and the log-sum-exp
+        # over the vocabulary run once per distinct position
+        where: dict[tuple[int, int], int] = {}
+        slot = torch.tensor([where.setdefault(rc, len(where)) for rc in sel], device=device)
+        rows_t = torch.tensor([r for r, _ in where], device=device)
+        cols_t = torch.tensor([c for _, c in where], device=device)
         picked = parts[1](hidden[rows_t, cols_t]) if parts is not None else logits[rows_t, cols_t]
         picked = picked.float()
         tgt = torch.tensor(targets, device=device)
-        token_lp = picked.gather(-1, tgt[:, None]).squeeze(-1) - torch.logsumexp(picked, -1)
+        token_lp = picked[slot, tgt] - torch.logsumexp(picked, -1)[slot]
         owner_t = torch.tensor(owners)
         sums.index_add_(0, owner_t, token_lp.double().cpu())
         counts.index_add_(0, owner_t, torch.ones(len(owners), dtype=torch.long))

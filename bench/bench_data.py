@@ -48,7 +48,10 @@ def _measure(store: Store, name: str) -> dict:
         nonlocal pair
         pair = edits.update_pair(store, pair.id, {"note": str(time.time())}, pair.version)
 
+    middle = (len(pair.chosen), pair.id)  # a length-sorted page from the middle of the set
     return {"page": _best(lambda: edits.page(store, name, after=mid, limit=50)),
+            "by_len": _best(lambda: edits.page(store, name, sort="-chosen_len",
+                                               after=middle, limit=50)),
             "search": _best(lambda: edits.page(store, name, search="the", limit=50)),
             "save": _best(save)}
 

@@ -204,6 +204,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX metrics_last ON metrics(run_id, key, id);
         """,
     ),
+    (
+        6,
+        # the Data page's length sorts (edits.SORTS), keyset-paged like the id order
+        """
+        CREATE INDEX pairs_by_prompt_len ON pairs(dataset_id, deleted, length(prompt), id);
+        CREATE INDEX pairs_by_chosen_len ON pairs(dataset_id, deleted, length(chosen), id);
+        CREATE INDEX pairs_by_rejected_len ON pairs(dataset_id, deleted, length(rejected), id);
+        """,
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

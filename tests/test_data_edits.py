@@ -156,6 +156,30 @@ def test_sorted_pages_respect_filters_and_search(memory_store):
     assert forward == backward == want
 
 
+@pytest.mark.parametrize("sort", ["chosen_len", "-prompt_len", "rejected_len"])
+def test_length_sorted_pages_seek_the_length_index(memory_store, sort):
+    """A page deep in a length order costs what the first one does: every query seeks an
+    index to the cursor (no scan up to it, no sort of the whole dataset)."""
+    rows = [{"prompt": "p" * (i % 9 + 1), "chosen": "c" * (i % 11 + 1),
+             "rejected": "r" * (i % 13 + 1)} for i in range(200)]
+    import_pairs(memory_store, rows, dataset="s")
+    plans, query = [], memory_store.query
+
+    def explained(sql, params=()):
+        if sql.startswith("SELECT p.*"):
+            plans.append(" ".join(r[-1] for r in query("EXPLAIN QUERY PLAN " + sql, params)))
+        return query(sql, params)
+
+    memory_store.query = explained
+    first = edits.page(memory_store, "s", sort=sort, limit=10)
+    edits.page(memory_store, "s", sort=sort, limit=10, after=first.last_key)
+    edits.page(memory_store, "s", sort=sort, limit=10, before=first.last_key)
+    index = "pairs_by_" + sort.lstrip("-")
+    assert len(plans) >= 3 and all(index in plan and "TEMP B-TREE" not in plan
+                                   for plan in plans), plans
+    assert all("<expr>" in plan for plan in plans[1:]), plans  # seeks to the cursor
+
+
 def test_unknown_sort_is_refused(memory_store):
     _dataset(memory_store, 3)
     with pytest.raises(Exception, match="Unknown sort"):

@@ -60,21 +60,32 @@ def page(store: Store, dataset: str | int, *, after: int | tuple | None = None,
     backward = before is not None
     filters = dict(split=split, source=source, tag=tag, flag=flag, search=search, ids=ids,
                    deleted=deleted)
+    def select(source_sql: str, where: list[str], params: list, order_by: str, n: int):
+        return store.query(f"SELECT p.*, {SORTS[field]} AS sort_value FROM {source_sql} "
+                           f"WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT ?",
+                           (*params, n))
+
     if field == "id":  # descending "after x" is the id range below x, as "before x" ascending
         cursor = {("before" if backward != desc else "after"): before if backward else after}
         source_sql, where, params = _filtered(store, ds.id, **filters, **cursor)
         key = "f.rowid" if source_sql.startswith("pairs_fts") else "p.id"
-        order_by = f"{key} {'DESC' if backward != desc else 'ASC'}"
+        rows = select(source_sql, where, params,
+                      f"{key} {'DESC' if backward != desc else 'ASC'}", limit + 1)
     else:
         source_sql, where, params = _filtered(store, ds.id, **filters)
         expr, cursor = SORTS[field], before if backward else after
-        if cursor is not None:
-            where.append(f"({expr}, p.id) {'<' if backward != desc else '>'} (?, ?)")
-            params += [int(cursor[0]), int(cursor[1])]
         direction = "DESC" if backward != desc else "ASC"
         order_by = f"{expr} {direction}, p.id {direction}"
-    rows = store.query(f"SELECT p.*, {SORTS[field]} AS sort_value FROM {source_sql} WHERE "
-                       f"{' AND '.join(where)} ORDER BY {order_by} LIMIT ?", (*params, limit + 1))
+        if cursor is None:
+            rows = select(source_sql, where, params, order_by, limit + 1)
+        else:  # beyond (length, id): the rest of the cursor's length, then the lengths past
+            # it; two exact seeks in the length index (a row-value comparison scans up to it)
+            op, (length, pid) = ("<" if backward != desc else ">"), map(int, cursor)
+            rows = select(source_sql, [*where, f"{expr} = ?", f"p.id {op} ?"],
+                          [*params, length, pid], f"p.id {direction}", limit + 1)
+            if len(rows) <= limit:
+                rows += select(source_sql, [*where, f"{expr} {op} ?"], [*params, length],
+                               order_by, limit + 1 - len(rows))
     has_more = len(rows) > limit
     rows = rows[:limit][::-1] if backward else rows[:limit]
     pairs = [pair_from_row(r) for r in rows]

@@ -701,6 +701,11 @@ class PairStream:
 
     def _work_apart(self) -> None:
         self._sources = [(_RowsStreamer(1), 0), (_RowsStreamer(1), 0)]
+        if self._thread is None:  # nobody watches: one side after the other, in this thread
+            for row in (0, 1):
+                self._one(row, time.perf_counter())
+            self.seconds = time.perf_counter() - self._started
+            return
         threads = [threading.Thread(target=self._one, args=(row,), daemon=True)
                    for row in (0, 1)]
         for t in threads:
@@ -709,13 +714,13 @@ class PairStream:
             t.join()
         self.seconds = time.perf_counter() - self._started
 
-    def _one(self, row: int) -> None:
+    def _one(self, row: int, started: float | None = None) -> None:
         side, (streamer, _) = self.sides[row], self._sources[row]
         try:
             new_ids, first, stamps = _run_generate(side, [self.texts[row]], self.settings,
                                                    streamer, self.stop)
-            self.replies[row] = _replies(side, [self.texts[row]], new_ids, self._started,
-                                         first, self.stop, stamps)[0]
+            self.replies[row] = _replies(side, [self.texts[row]], new_ids,
+                                         started or self._started, first, self.stop, stamps)[0]
         except BaseException as exc:  # surfaced by wait()
             self.error = exc
 

@@ -244,3 +244,25 @@ def test_pair_stream_streams_both_sides_at_once_with_one_by_one_answers(
     assert live.visible() == (got[0].text, got[1].text)
     assert all(r.new_tokens > 0 and r.ttft_s is not None for r in got)
     assert cache.weight_copies == (1 if kind == "lora" else 2)
+
+
+def test_side_by_side_of_separate_weights_answers_each_side_in_the_callers_thread(
+        cache, workspace_with_tiny, monkeypatch):
+    """`compare` on a full fine-tune: no one watches the stream, so the sides run one after the
+    other in the caller's thread; the answers are those of each side alone."""
+    import dpo_core.generation as generation
+
+    run = make_full_run(workspace_with_tiny)
+    real, seen = generation._run_generate, []
+
+    def spy(*args, **kwargs):
+        seen.append(threading.current_thread() is threading.main_thread())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "_run_generate", spy)
+    both = side_by_side(cache, TINY_SPEC, run, [], [], "what is that ?", SETTINGS)
+    assert not both.batched and seen == [True, True]
+    left, right = cache.get(TINY_SPEC), cache.get(run)
+    assert both.left.text == generate(left, both.left.prompt_text, SETTINGS).text
+    assert both.right.text == generate(right, both.right.prompt_text, SETTINGS).text
+    assert both.left.text != both.right.text and both.right.ttft_s < both.seconds

@@ -249,7 +249,11 @@ def score_encoded_pairs(model, tokenizer, items: Sequence[Encoded], batch_size: 
     pairs = list(zip(items[0::2], items[1::2], strict=True))
     if any(_shared_prefix(a, b) < 1 for a, b in pairs):
         return score_encoded(model, tokenizer, items, batch_size, progress)
-    unique = sorted(set(pairs), key=lambda p: (len(p[0][0]) + len(p[1][0]), p))
+    def widths(pair):  # a chunk pads both passes: group by the rest's length, then prefix's
+        n = _shared_prefix(*pair)
+        return max(len(pair[0][0]), len(pair[1][0])) - n, n, pair
+
+    unique = sorted(set(pairs), key=widths)
     per_chunk = max(1, batch_size // 2)  # a chunk runs about batch_size texts
     pad_id = _pad_id(tokenizer)
     results: dict[tuple[Encoded, Encoded], tuple] = {}

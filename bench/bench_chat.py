@@ -12,10 +12,11 @@ what that product wins on this machine; the ratios against "one answer" compare 
 A decode step's cost for 2 rows against 1 row (one new token per side) bounds what batching the
 two sides can win: about 1x on a GPU, and on CPU only with the small-rows product.
 
-Measured on the default model (2-core AMD EPYC, 48 greedy tokens, 3 interleaved repeats): one
-answer 1.76 s (stock 2.90 s), both answers batched 2.40 s (stock 5.34 s); both against one answer
-of the plain base 1.36x, against one answer of the tuned (LoRA) side alone 1.26x; a 2-row decode
-step 0.88x a 1-row step (stock 1.67x); memory 1.007x.
+Measured on the default model (2-core AMD EPYC, 48 greedy tokens, medians of 5 interleaved
+repeats): one answer 1.99 s (stock 3.11 s), both answers batched 2.58 s (stock 5.65 s); both
+against one answer of the plain base 1.30x, against one answer of the tuned (LoRA) side alone
+1.21x (a 3-repeat run: 1.36x and 1.26x); a 2-row decode step 1.12x a 1-row step (stock 1.65x);
+memory 1.007x.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """A faster matrix product for the few rows of a decode step on CPU.
 
 A decode step multiplies every weight matrix by 1 to 4 rows: one new token per answer. PyTorch
-computes `x @ W.T` for them through the BLAS, and MKL (the BLAS of the PyPI torch wheel) runs
-so few rows on this project's CPUs (AMD EPYC, 2 cores) as one matrix-vector product per row:
-2 rows read the weights twice and a single row leaves a core idle. Computing `(W @ x.T).T`
-instead is a matrix-matrix product with the rows as columns: the weights are read once, on all
-cores. Measured on the default model (`bench/bench_chat.py` prints it): a 1-row decode step
-takes about half the time, and 2 rows (both sides of a chat in one batch) cost what 1 row does.
+computes `x @ W.T` for them through MKL (the BLAS of the PyPI torch wheel), and on this
+project's CPUs (AMD EPYC, 2 cores) that is slow for so few rows: 2 rows cost twice what 1 row
+does, as if each row read all the weights again, and 1 row runs at about half the speed of a
+2-column matrix-matrix product. Computing `(W @ x.T).T` instead makes the rows the columns of a
+matrix-matrix product, which reads the weights once at full speed. Measured on the default model
+(`bench/bench_chat.py` prints it): a 1-row decode step takes about half the time, and 2 rows
+(both sides of a chat in one batch) cost about what 1 row does.
 
 Only the forward of `nn.Linear` modules with float32 weights on CPU changes, and only for
 inputs of at most `SMALL_ROWS` rows; anything larger (prefill, scoring, training) takes the
@@ -41,6 +42,7 @@ def _forward(self, x):
 
 
 def enabled_by_default() -> bool:
+    """On unless `DPO_LAB_DECODE_KERNEL=stock`."""
     return os.environ.get("DPO_LAB_DECODE_KERNEL", "auto").strip().lower() != "stock"
 
 

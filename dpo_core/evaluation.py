@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -238,6 +238,18 @@ def _score_pair_chunk(model, chunk: list[tuple[Encoded, Encoded]],
     return [(float(s), int(c)) for s, c in zip(sums, counts, strict=True)]
 
 
+def _runs(items: Sequence, size: int, key) -> Iterator[list]:
+    """Consecutive items in lists of at most `size`, a new list wherever `key` changes."""
+    run: list = []
+    for item in items:
+        if run and (len(run) == size or key(item) != key(run[0])):
+            yield run
+            run = []
+        run.append(item)
+    if run:
+        yield run
+
+
 def score_encoded_pairs(model, tokenizer, items: Sequence[Encoded], batch_size: int = 16,
                         progress: Progress = _noop) -> list[tuple[float, int]]:
     """Like score_encoded for interleaved (chosen, rejected, ...) items, but each pair's shared
@@ -249,29 +261,31 @@ def score_encoded_pairs(model, tokenizer, items: Sequence[Encoded], batch_size: 
     pairs = list(zip(items[0::2], items[1::2], strict=True))
     if any(_shared_prefix(a, b) < 1 for a, b in pairs):
         return score_encoded(model, tokenizer, items, batch_size, progress)
-    def widths(pair):  # a chunk pads both passes: group by the rest's length, then prefix's
-        n = _shared_prefix(*pair)
-        return max(len(pair[0][0]), len(pair[1][0])) - n, n, pair
 
-    unique = sorted(set(pairs), key=widths)
-    per_chunk = max(1, batch_size // 2)  # a chunk runs about batch_size texts
+    def widths(pair) -> tuple[int, int]:  # a chunk pads both passes to its longest
+        n = _shared_prefix(*pair)
+        return max(len(pair[0][0]), len(pair[1][0])) - n, n
+
+    unique = sorted(set(pairs), key=lambda p: (*widths(p), p))
     pad_id = _pad_id(tokenizer)
     results: dict[tuple[Encoded, Encoded], tuple] = {}
+    done = 0
     with torch.inference_mode():
-        for i in range(0, len(unique), per_chunk):
-            chunk = unique[i:i + per_chunk]
+        # about batch_size texts a chunk, and one length of what follows the prefix in each
+        for chunk in _runs(unique, max(1, batch_size // 2), key=lambda p: widths(p)[0]):
             try:
                 scored = _score_pair_chunk(model, chunk, pad_id)
             except (AttributeError, NotImplementedError, TypeError) as exc:
-                if i:  # it worked on earlier chunks: a real error, not a missing cache API
+                if done:  # it worked on earlier chunks: a real error, not a missing cache API
                     raise
                 # an architecture without a reusable KV cache: run the texts whole
                 log.info("shared-prefix scoring unavailable (%s); scoring whole texts", exc)
                 return score_encoded(model, tokenizer, items, batch_size, progress)
             for k, pair in enumerate(chunk):
                 results[pair] = (scored[2 * k], scored[2 * k + 1])
-            progress(min(1.0, (i + len(chunk)) / max(len(unique), 1)),
-                     f"Scored {i + len(chunk)} of {len(unique)} pairs")
+            done += len(chunk)
+            progress(min(1.0, done / max(len(unique), 1)),
+                     f"Scored {done} of {len(unique)} pairs")
     return [x for pair in pairs for x in results[pair]]
 
 

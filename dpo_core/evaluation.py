@@ -266,13 +266,14 @@ def score_encoded_pairs(model, tokenizer, items: Sequence[Encoded], batch_size: 
         n = _shared_prefix(*pair)
         return max(len(pair[0][0]), len(pair[1][0])) - n, n
 
-    unique = sorted(set(pairs), key=lambda p: (*widths(p), p))
+    width = {pair: widths(pair) for pair in set(pairs)}  # (rest, prefix) lengths
+    unique = sorted(width, key=lambda p: (*width[p], p))
     pad_id = _pad_id(tokenizer)
     results: dict[tuple[Encoded, Encoded], tuple] = {}
     done = 0
     with torch.inference_mode():
         # about batch_size texts a chunk, and one length of what follows the prefix in each
-        for chunk in _runs(unique, max(1, batch_size // 2), key=lambda p: widths(p)[0]):
+        for chunk in _runs(unique, max(1, batch_size // 2), key=lambda p: width[p][0]):
             try:
                 scored = _score_pair_chunk(model, chunk, pad_id)
             except (AttributeError, NotImplementedError, TypeError) as exc:

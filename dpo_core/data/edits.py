@@ -60,6 +60,7 @@ def page(store: Store, dataset: str | int, *, after: int | tuple | None = None,
     backward = before is not None
     filters = dict(split=split, source=source, tag=tag, flag=flag, search=search, ids=ids,
                    deleted=deleted)
+
     def select(source_sql: str, where: list[str], params: list, order_by: str, n: int):
         return store.query(f"SELECT p.*, {SORTS[field]} AS sort_value FROM {source_sql} "
                            f"WHERE {' AND '.join(where)} ORDER BY {order_by} LIMIT ?",

@@ -1,3 +1,3 @@
 """In the lab this is `dpo_core.kernels`; an exported Space gets that file itself in its place."""
 
-from ..kernels import SMALL_ROWS, use_small_rows_kernel  # noqa: F401
+from ..kernels import use_small_rows_kernel  # noqa: F401

@@ -309,6 +309,19 @@ def test_settings_are_clamped_whatever_arrives():
     assert clamp_prompt(config, None) == ("", False)
 
 
+def test_the_chat_shows_answers_exactly_as_the_vote_saves_them():
+    """Tabs, indentation and blank lines reach the visitor unchanged (gradio would clean them)."""
+    import gradio as gr
+
+    from dpo_core.demo.app import as_messages
+
+    reply = "\tdef f():\n        return 1\n\n  end"
+    shown = gr.Chatbot().postprocess(as_messages([("  what is\tthat ?", reply)]))
+    texts = [m.content[0].text if isinstance(m.content, list) else m.content.text
+             for m in shown.root]
+    assert texts == ["  what is\tthat ?", reply]
+
+
 @pytest.mark.slow
 def test_history_is_capped_server_side(space):
     client = _client(space)

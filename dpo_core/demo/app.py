@@ -53,10 +53,21 @@ def new_state() -> dict:
 
 
 def as_messages(history: list[tuple[str, str]]) -> list[dict]:
+    """Chatbot messages that show each text exactly as said.
+
+    Gradio runs plain-string content through `inspect.cleandoc`, which turns tabs into spaces and
+    strips indentation; typed text parts are shown as given, so what a visitor reads is what a
+    vote saves.
+    """
     out = []
     for user, reply in history:
-        out += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        out += [{"role": "user", "content": _text_part(user)},
+                {"role": "assistant", "content": _text_part(reply)}]
     return out
+
+
+def _text_part(text: str) -> dict:
+    return {"type": "text", "text": text}
 
 
 # ---------------------------------------------------------------------------------------

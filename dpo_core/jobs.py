@@ -102,15 +102,28 @@ def _job_dict(row) -> dict:
     return d
 
 
-def _row(store: Store, job_id: str):
-    row = store.query_one("SELECT * FROM runs WHERE id=?", (job_id,))
+def find_row(store: Store, job_id: str, noun: str = "job"):
+    """The runs row of an id or of a unique id prefix; several matches are an error, never a
+    guess (a prefix that picked the newest match once cancelled the wrong run)."""
+    listing = f"List {noun}s with `python -m dpo_core {noun}s list`."
+    job_id = (job_id or "").strip()
+    row = store.query_one("SELECT * FROM runs WHERE id=?", (job_id,)) if job_id else None
     if row is None and job_id:
-        row = store.query_one("SELECT * FROM runs WHERE id LIKE ? ORDER BY created DESC",
-                              (job_id + "%",))
+        pattern = job_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = store.query("SELECT * FROM runs WHERE id LIKE ? ESCAPE '\\' "
+                           "ORDER BY created DESC LIMIT 6", (pattern,))
+        if len(rows) > 1:
+            shown = ", ".join(r["id"] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            raise NotFoundError(f"'{job_id}' matches several {noun}s: {shown}.",
+                                f"Give more of the id. {listing}")
+        row = rows[0] if rows else None
     if row is None:
-        raise NotFoundError(f"No job '{job_id}' in this workspace.",
-                            "List jobs with `python -m dpo_core jobs list`.")
+        raise NotFoundError(f"No {noun} '{job_id}' in this workspace.", listing)
     return row
+
+
+def _row(store: Store, job_id: str):
+    return find_row(store, job_id)
 
 
 def job_status(store: Store, job_id: str, stale_s: float = HEARTBEAT_STALE_S) -> dict:

@@ -84,9 +84,9 @@ def resolve_path(spec: str, workspace: Workspace | None = None,
     if spec == TINY_SPEC:
         return str(prepare_tiny_model(builtin_dir("tiny", ws)))
     if spec.startswith("run:"):
-        final = ws.runs / spec[4:] / "final"
+        final = _run_folder(ws, spec[4:].strip()) / "final"
         if not final.is_dir():
-            raise ModelError(f"Run '{spec[4:]}' has no final model yet ({final}).",
+            raise ModelError(f"Run '{final.parent.name}' has no final model yet ({final}).",
                              "Pick a completed run, or a checkpoint folder of that run.")
         return str(final)
     if spec.startswith("builtin:"):
@@ -103,6 +103,22 @@ def resolve_path(spec: str, workspace: Workspace | None = None,
     raise ModelError(f"Model '{spec}' is neither a folder, a hub id, a run nor a builtin.",
                      f"Use a folder path, an id like HuggingFaceTB/SmolLM2-135M-Instruct, "
                      f"run:<id>, {DEFAULT_SPEC} or {TINY_SPEC}.")
+
+
+def _run_folder(ws: Workspace, run_id: str) -> Path:
+    """A run's folder from its id or a unique prefix of it, as the runs commands accept."""
+    listing = "List runs with `python -m dpo_core runs list`."
+    if run_id and (ws.runs / run_id).is_dir():
+        return ws.runs / run_id
+    found = sorted(p for p in ws.runs.glob("*") if p.is_dir() and p.name.startswith(run_id)) \
+        if run_id and "/" not in run_id else []
+    if len(found) > 1:
+        shown = ", ".join(p.name for p in found[-5:])
+        raise ModelError(f"run:{run_id} matches several runs: {shown}.",
+                         f"Give more of the id. {listing}")
+    if not found:
+        raise ModelError(f"No run '{run_id}' in this workspace.", listing)
+    return found[0]
 
 
 def read_prompt_format(folder: str, tokenizer=None) -> PromptFormat:

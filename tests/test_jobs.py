@@ -134,3 +134,35 @@ def test_jobs_cli_list_show_cancel(jobs_env, capsys):
     assert "cancelled" in capsys.readouterr().out
     with pytest.raises(NotFoundError):
         job_status(jobs_env, "nope")
+
+
+def test_an_ambiguous_id_prefix_is_refused_not_guessed(jobs_env, workspace, capsys):
+    """`runs cancel 2026` with several matching runs once cancelled the newest: now it names them."""
+    from dpo_core.cli import main
+    from dpo_core.models import resolve_path
+    from dpo_core.training.jobs import get_run
+
+    with jobs_env.write() as conn:
+        for run_id, status in (("20261123-1836-aaaa", "running"), ("20261123-1837-bbbb", "queued"),
+                               ("x_y-cccc", "completed")):
+            conn.execute("INSERT INTO runs(id, kind, status, created) VALUES(?, 'train', ?, ?)",
+                         (run_id, status, time.time()))
+    for find in (job_status, get_run):
+        with pytest.raises(NotFoundError, match="1836-aaaa.*1837-bbbb|1837-bbbb.*1836-aaaa") as err:
+            find(jobs_env, "20261123-183")
+        assert "Give more of the id" in err.value.fix
+        assert find(jobs_env, "20261123-1837")["id"] == "20261123-1837-bbbb"  # unique: fine
+        with pytest.raises(NotFoundError):
+            find(jobs_env, "x%")  # LIKE wildcards are plain characters in an id
+    assert get_run(jobs_env, "x_y")["id"] == "x_y-cccc"
+    assert main(["runs", "cancel", "20261123-183"]) != 0
+    assert "matches several runs" in capsys.readouterr().err
+    statuses = jobs_env.query("SELECT status FROM runs WHERE id LIKE '2026%' ORDER BY id")
+    assert [r["status"] for r in statuses] == ["running", "queued"]  # neither was touched
+    for run_id in ("20261123-1836-aaaa", "20261123-1837-bbbb"):
+        (workspace.runs / run_id / "final").mkdir(parents=True)
+    with pytest.raises(Exception, match="matches several runs"):
+        resolve_path("run:20261123-183", workspace)
+    with pytest.raises(Exception, match="No run 'nope'"):
+        resolve_path("run:nope", workspace)
+    assert resolve_path("run:20261123-1836", workspace).endswith("20261123-1836-aaaa/final")

@@ -20,8 +20,9 @@ import time
 from pathlib import Path
 
 from ..data.datasets import count_pairs, get_dataset, iter_pairs
-from ..errors import ConfigError, JobError, NotFoundError
+from ..errors import ConfigError, JobError
 from ..formats import PromptFormat
+from ..jobs import find_row
 from ..models import READY_FILE, load_tokenizer, read_prompt_format, resolve_path
 from ..procs import process_start_time
 from ..store import Store, dumps, now
@@ -339,14 +340,7 @@ def stall_warning(run: dict) -> str:
 
 
 def get_run(store: Store, run_id: str) -> dict:
-    row = store.query_one("SELECT * FROM runs WHERE id=?", (run_id,))
-    if row is None:
-        row = store.query_one("SELECT * FROM runs WHERE id LIKE ? ORDER BY created DESC",
-                              (run_id + "%",)) if run_id else None
-    if row is None:
-        raise NotFoundError(f"No run '{run_id}' in this workspace.",
-                            "List runs with `python -m dpo_core runs list`.")
-    return _run_dict(row)
+    return _run_dict(find_row(store, run_id, "run"))
 
 
 def list_runs(store: Store, status: str | None = None,

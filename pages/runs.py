@@ -140,6 +140,8 @@ def space_export(run: dict) -> None:
             with errors_shown(), st.spinner("Writing the Space folder ..."):
                 result = export_space(store(), run["id"], out, overwrite=True)
                 st.success(f"Wrote {len(result.files)} files.")
+                if result.note:
+                    st.info(result.note, icon=":material/cloud_download:")
         if not (out / "app.py").is_file():
             return
         st.markdown(f"Space folder: `{out}`")

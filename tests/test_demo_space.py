@@ -61,6 +61,31 @@ def test_export_writes_a_self_contained_space_folder(workspace_with_tiny, store,
     for module in (out / "dpo_demo").glob("*.py"):  # a Space has no dpo_core installed
         imports = re.findall(r"^\s*(?:from|import)\s+(\S+)", module.read_text(), re.M)
         assert not [i for i in imports if i.startswith(("dpo_core", ".."))], module
+    # nothing names a folder of the exporting machine; the base is in the folder: no hub note
+    adapter_config = json.loads((out / "adapter" / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == "base"
+    assert not [f for f in out.rglob("*.json") if str(workspace_with_tiny.home) in f.read_text()]
+    assert result.note == ""
+
+
+def test_a_hub_base_export_says_how_to_run_it_offline(workspace_with_tiny, store, tmp_path,
+                                                      capsys, monkeypatch):
+    from dpo_core.cli import main
+    from dpo_core.models import DEFAULT_SPEC
+
+    make_sample_run(workspace_with_tiny, store)
+    assert main(["export-space", RUN_ID[:-1], "--out", str(tmp_path / "s"),  # a unique prefix
+                 "--base", DEFAULT_SPEC]) == 0
+    out = capsys.readouterr().out
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct from the Hugging Face hub" in out
+    assert "DPO_DEMO_BASE=" in out and "--copy-base" in out
+    config_file = tmp_path / "s" / "space_config.json"
+    assert load_config(config_file).base == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert json.loads((tmp_path / "s" / "adapter" / "adapter_config.json").read_text())[
+        "base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "DPO_DEMO_BASE" in (tmp_path / "s" / "README.md").read_text()
+    monkeypatch.setenv("DPO_DEMO_BASE", "/somewhere/local-copy")
+    assert load_config(config_file).base == "/somewhere/local-copy"
 
 
 def test_export_space_cli_and_its_errors(workspace_with_tiny, store, tmp_path, capsys):

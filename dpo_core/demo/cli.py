@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("export-space", help="write a run as a Hugging Face Space folder",
-                       description="Write a self-contained Gradio Space (side-by-side demo with "
+                       description="Write a Gradio Space folder (side-by-side demo with "
                                    "votes) for a completed run; optionally push it.")
     p.add_argument("run_id", metavar="RUN_ID", help="the run to publish (must be completed)")
     p.add_argument("--out", required=True, help="folder to write (new or empty)")
@@ -36,6 +36,8 @@ def cmd_export_space(args) -> int:
     else:
         print(f"Space folder written to {result['out_dir']} ({len(result['files'])} files); "
               f"run it with `python app.py` there.")
+        if result["note"]:
+            print(result["note"])
         if result.get("url"):
             print(f"Pushed: {result['url']}")
     return 0

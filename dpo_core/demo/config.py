@@ -7,10 +7,12 @@ the standard library.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 CONFIG_FILE = "space_config.json"
+BASE_ENV = "DPO_DEMO_BASE"  # overrides where the base model is loaded from
 
 
 class DemoConfigError(ValueError):
@@ -114,6 +116,9 @@ def load_config(path: str | Path) -> DemoConfig:
     config = DemoConfig(**_known(DemoConfig, {k: v for k, v in data.items() if k != "root"},
                                  str(path)))
     config.root = str(path.resolve().parent)
+    override = os.environ.get(BASE_ENV, "").strip()
+    if override:  # e.g. a local copy of a hub base, to run the Space offline
+        config.base = override
     return config
 
 

@@ -15,11 +15,12 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, DPOLabError, ModelError, NotFoundError
-from ..models import DEFAULT_SPEC, FORMAT_FILE, RUN_MODEL_FILE, TINY_SPEC, resolve_path
+from ..errors import ConfigError, DPOLabError, ModelError
+from ..jobs import find_row
+from ..models import DEFAULT_SPEC, FORMAT_FILE, RUN_MODEL_FILE, TINY_SPEC, builtin_dir, resolve_path
 from ..store import Store, open_store
 from ..workspace import Workspace, get_workspace
-from .config import CONFIG_FILE, DemoConfig, Limits, write_config
+from .config import BASE_ENV, CONFIG_FILE, DemoConfig, Limits, write_config
 
 DEMO_MODULES = ("config.py", "engine.py", "votes.py", "app.py")
 CORE_MODULES = ("kernels.py",)  # dpo_core modules the demo uses, copied over their demo/ shims
@@ -49,10 +50,11 @@ class SpaceExport:
     run_id: str
     base: str
     files: list[str] = field(default_factory=list)
+    note: str = ""  # what running it needs beyond the folder (the hub, for a hub base)
 
     def to_dict(self) -> dict:
         return {"out_dir": self.out_dir, "run_id": self.run_id, "base": self.base,
-                "files": self.files}
+                "files": self.files, "note": self.note}
 
 
 def export_space(store_or_workspace: Store | Workspace | None, run_id: str, out_dir: str | Path,
@@ -88,7 +90,8 @@ def export_space(store_or_workspace: Store | Workspace | None, run_id: str, out_
     shutil.rmtree(out, ignore_errors=True)
     os.replace(work, out)
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    return SpaceExport(str(out), run["id"], base_ref, files)
+    return SpaceExport(str(out), run["id"], base_ref, files,
+                       _hub_base_note(base_ref, base or info["base"], ws))
 
 
 def _store_and_workspace(value) -> tuple[Store, Workspace]:
@@ -99,12 +102,9 @@ def _store_and_workspace(value) -> tuple[Store, Workspace]:
 
 
 def _completed_run(store: Store, run_id: str) -> dict:
-    row = store.query_one("SELECT * FROM runs WHERE id=?", (run_id,))
-    if row is None:
-        raise NotFoundError(f"No run '{run_id}' in this workspace.",
-                            "List runs with `python -m dpo_core runs list`.")
+    row = find_row(store, run_id, "run")
     if row["status"] != "completed":
-        raise ConfigError(f"Run '{run_id}' is {row['status']}, not completed.",
+        raise ConfigError(f"Run '{row['id']}' is {row['status']}, not completed.",
                           "Export a completed run (its final/ folder holds the model).")
     return dict(row)
 
@@ -143,6 +143,27 @@ def _place_base(spec: str, ws: Workspace, work: Path, copy_base: bool | None) ->
     return "base"
 
 
+def _hub_base_note(base_ref: str, spec: str, ws: Workspace) -> str:
+    """How to run a Space offline whose base comes from the hub ('' when it is in the folder)."""
+    if base_ref == "base":
+        return ""
+    local = builtin_dir(DEFAULT_SPEC.removeprefix("builtin:"), ws) if spec in HUB_IDS else None
+    offline = (f"{BASE_ENV}={local} python app.py" if local is not None and local.is_dir()
+               else f"{BASE_ENV}=<a local copy of {base_ref}> python app.py")
+    return (f"The Space loads its base model {base_ref} from the Hugging Face hub, which needs "
+            f"network. Offline, run it with `{offline}`, or export with --copy-base to put the "
+            "base in the folder.")
+
+
+def _point_adapter_at(folder: Path, base_ref: str) -> None:
+    """Name the Space's base in a copied adapter config, not a folder on the exporting machine."""
+    f = folder / "adapter_config.json"
+    if f.is_file():
+        data = json.loads(f.read_text(encoding="utf-8"))
+        data["base_model_name_or_path"] = base_ref
+        f.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 def _copy_model(src: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     copied = 0
@@ -162,6 +183,7 @@ def _demo_config(store, run, final, info, base_ref, adapter_hub_id, work, title,
     tuned_ref = adapter_hub_id or ("adapter" if info["kind"] == "lora" else "model")
     if not adapter_hub_id:
         _copy_model(final, work / tuned_ref)
+        _point_adapter_at(work / tuned_ref, base_ref)
     summary = run_summary(store, run, info)
     return DemoConfig(
         base=base_ref, kind=info["kind"],
@@ -263,7 +285,8 @@ Exported by DPO Lab from run `{run.get('id', '')}` (base `{run.get('base', '')}`
 dataset `{run.get('dataset', '')}`, {run.get('method', '')}).
 
 Run locally: `pip install -r requirements.txt && python app.py` (http://127.0.0.1:7860).
-Settings and limits are in `{CONFIG_FILE}`.
+Settings and limits are in `{CONFIG_FILE}`. The base model is `{config.base}`; to load it from
+elsewhere (a local copy, to run offline), set `{BASE_ENV}=FOLDER_OR_HUB_ID`.
 
 Votes are written as JSON Lines to `/data` when the Space has persistent storage, else next to
 `app.py`: `votes.jsonl` holds one preference pair per line (prompt, chosen, rejected, verdict,

@@ -528,12 +528,25 @@ class ModelCache:
             except (OSError, ValueError) as exc:
                 raise ModelError(f"Could not attach the adapter in {path}: {exc}",
                                  "Check that the run's final/ folder is complete.") from exc
-        has_tok = (Path(path) / "tokenizer_config.json").is_file()
-        tok = load_tokenizer(path) if has_tok else entry.loaded.tokenizer
+        tok = _same_or_own_tokenizer(path, entry.loaded.tokenizer)
         side = ChatModel(spec, entry.peft_model, tok, read_prompt_format(path, tok), peft=True,
                          adapter=name, base_spec=info["base"])
         entry.adapters[spec] = side
         return side
+
+
+def _same_or_own_tokenizer(path: str, base_tok):
+    """The base's tokenizer when the run saved an identical copy (training does), so both sides
+    can share one batch; the run's own when it differs (added tokens, another chat template)."""
+    if not (Path(path) / "tokenizer_config.json").is_file():
+        return base_tok
+    tok = load_tokenizer(path)
+    same = (tok.get_vocab() == base_tok.get_vocab()
+            and tok.all_special_tokens == base_tok.all_special_tokens
+            and tok.pad_token_id == base_tok.pad_token_id
+            and getattr(tok, "chat_template", None) == getattr(base_tok, "chat_template", None)
+            and type(tok) is type(base_tok))
+    return base_tok if same else tok
 
 
 def _adapter_name(spec: str) -> str:

@@ -39,7 +39,8 @@ def make_lora_run(workspace, run_id: str = "lora1", fmt=CHAT_FORMAT) -> str:
 
     from dpo_core.models import resolve_model
 
-    base = resolve_model(TINY_SPEC, workspace).model
+    loaded = resolve_model(TINY_SPEC, workspace)
+    base = loaded.model
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj",
                                                                                  "v_proj"]))
     gen = torch.Generator().manual_seed(7)
@@ -49,6 +50,7 @@ def make_lora_run(workspace, run_id: str = "lora1", fmt=CHAT_FORMAT) -> str:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.5)
     final = workspace.runs / run_id / "final"
     model.save_pretrained(final)
+    loaded.tokenizer.save_pretrained(final)  # as training does: final/ loads on its own
     (final / RUN_MODEL_FILE).write_text(json.dumps({"base": TINY_SPEC, "kind": "lora"}))
     (final / FORMAT_FILE).write_text(json.dumps(fmt.to_dict()))
     return f"run:{run_id}"
@@ -179,6 +181,21 @@ def test_side_by_side_batches_base_and_adapter(cache, workspace_with_tiny):
     assert both.left.text != both.right.text
     assert both.left.prompt_text.endswith("*MOT: what is that ? *CHI:")
     assert cache.weight_copies == 1
+
+
+def test_a_run_with_its_own_tokenizer_answers_with_it_apart_from_the_base(
+        cache, workspace_with_tiny):
+    """An identical saved tokenizer is shared (so the pair batches); a changed one is kept."""
+    from transformers import AutoTokenizer
+
+    run = make_lora_run(workspace_with_tiny, fmt=CHILDES_FORMAT)
+    final = workspace_with_tiny.runs / "lora1" / "final"
+    tok = AutoTokenizer.from_pretrained(final)
+    tok.add_tokens(["<extra_word>"])
+    tok.save_pretrained(final)
+    both = side_by_side(cache, TINY_SPEC, run, [], [], "what is that ?", SETTINGS)
+    assert not both.batched and len(cache.get(run).tokenizer) == len(cache.get(TINY_SPEC)
+                                                                     .tokenizer) + 1
 
 
 def test_compare_cli_uses_the_runs_base_as_left(workspace_with_tiny, capsys):

@@ -145,6 +145,9 @@ def test_csv_export_guards_formulas_only_there(memory_store, tmp_path):
     assert (tmp_path / "o.csv").read_text().splitlines()[1] == "'=1+1,'@SUM(A1),'-2"
     assert json.loads((tmp_path / "o.jsonl").read_text()) == rows[0]
     assert guard_cell("\tx") == "'\tx" and guard_cell("plain") == "plain"
+    assert guard_cell("'quoted") == "''quoted"  # so the import can take every guard off
+    import_pairs(memory_store, tmp_path / "o.csv", dataset="f-again")
+    assert pairs_of(memory_store, "f-again") == rows  # the guard does not stick to the text
 
 
 text = st.text(min_size=1).filter(lambda s: s.strip())
@@ -153,7 +156,7 @@ text = st.text(min_size=1).filter(lambda s: s.strip())
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(text, text, text).filter(lambda t: t[1] != t[2]),
                      min_size=1, max_size=6),
-       fmt=st.sampled_from(["json", "jsonl", "parquet"]))
+       fmt=st.sampled_from(["json", "jsonl", "parquet", "csv"]))
 def test_export_import_round_trip_is_exact(tmp_path, rows, fmt):
     store = Store(":memory:")
     records = [{"prompt": p, "chosen": c, "rejected": r} for p, c, r in rows]

@@ -104,7 +104,8 @@ def _load(source, fmt: str, split: str, max_bytes: int, max_rows: int):
     header, body = _read_csv(text, path)
     if fmt == "childes-csv" or {"pospair", "negpair"} <= set(header):
         return str(path), _childes_rows(header, body, path), "childes-csv"
-    return str(path), [dict(zip(header, r, strict=True)) for r in body], "csv"
+    # spreadsheet-safe CSVs (ours included) prefix formula-like cells with ': take it off
+    return str(path), [dict(zip(header, map(unguard_cell, r), strict=True)) for r in body], "csv"
 
 
 def _looks_like_hub_id(text: str) -> bool:
@@ -445,8 +446,18 @@ def _write_safe_csv(records: list[dict], path: Path) -> None:
 
 
 def guard_cell(value: str) -> str:
-    """Prefix a cell a spreadsheet would run as a formula (= + - @, tab, CR, NUL) with '."""
-    return "'" + value if value.startswith(FORMULA_START) else value
+    """Prefix a cell a spreadsheet would run as a formula (= + - @, tab, CR, NUL) with '.
+
+    A cell that already starts with ' gets one more, so `unguard_cell` gives every text back.
+    """
+    return "'" + value if value.startswith(FORMULA_START + ("'",)) else value
+
+
+def unguard_cell(value: str) -> str:
+    """A CSV cell as it was before `guard_cell` (what a spreadsheet shows for '=...)."""
+    if value.startswith("'") and value[1:].startswith(FORMULA_START + ("'",)):
+        return value[1:]
+    return value
 
 
 def parse_mapping(text: str | None) -> dict[str, str] | None:

@@ -888,16 +888,43 @@ def list_evals(store: Store, dataset: str | int | None = None) -> list[dict]:
         sql += " WHERE e.dataset_id=?"
         params = (get_dataset(store, dataset).id,)
     rows = store.query(sql + " ORDER BY e.id DESC", params)
-    return [{"id": r["id"], "model": r["model_spec"], "run_id": r["run_id"],
-             "dataset": r["dataset"], "split": r["split"], "method": r["method"], "at": r["at"],
-             **json.loads(r["metrics_json"] or "{}")} for r in rows]
+    out = []
+    for r in rows:
+        metrics = json.loads(r["metrics_json"] or "{}")
+        out.append({"id": r["id"], "model": r["model_spec"], "run_id": r["run_id"],
+                    "dataset": r["dataset"], "split": r["split"], "method": r["method"],
+                    "at": r["at"], **metrics, "benchmark": _benchmark(metrics, r["split"])})
+    return out
 
 
 def _get_eval(store: Store, eval_id: int):
     row = store.query_one("SELECT * FROM evals WHERE id=?", (eval_id,))
     if row is None:
-        raise NotFoundError(f"No evaluation #{eval_id}.", "Pick one from `list_evals`.")
+        raise NotFoundError(f"No evaluation #{eval_id}.",
+                            "List them with `python -m dpo_core evals list`.")
     return row
+
+
+def _benchmark(metrics: dict, split: str) -> str:
+    """What an evaluation scored, as tables name it: dataset/split, a suite or a file."""
+    if metrics.get("dataset"):
+        return f"{metrics['dataset']}/{split or 'all'}"
+    return metrics.get("suite") or split
+
+
+def eval_details(store: Store, eval_id: int) -> dict:
+    """One stored evaluation: what was scored, its metrics and every per-pair result."""
+    row = _get_eval(store, eval_id)
+    bench = compare_evals(store, [eval_id])[0]["benchmark"]
+    results = [{"pair_id": r["pair_id"], "item": r["item"], "chosen_score": r["chosen_score"],
+                "rejected_score": r["rejected_score"],
+                "correct": None if r["correct"] is None else bool(r["correct"]),
+                **json.loads(r["detail_json"] or "{}")}
+               for r in store.query("SELECT * FROM eval_results WHERE eval_id=? ORDER BY rowid",
+                                    (eval_id,))]
+    return {"id": eval_id, "model": row["model_spec"], "run_id": row["run_id"],
+            "benchmark": bench, "split": row["split"], "method": row["method"], "at": row["at"],
+            "metrics": json.loads(row["metrics_json"] or "{}"), "results": results}
 
 
 def compare_evals(store: Store, eval_ids: Sequence[int]) -> list[dict]:
@@ -906,9 +933,8 @@ def compare_evals(store: Store, eval_ids: Sequence[int]) -> list[dict]:
     for eval_id in eval_ids:
         row = _get_eval(store, eval_id)
         metrics = json.loads(row["metrics_json"] or "{}")
-        bench = metrics.get("dataset") or metrics.get("suite") or row["split"]
         out.append({"eval_id": eval_id, "model": row["model_spec"],
-                    "benchmark": f"{bench}/{row['split']}" if metrics.get("dataset") else bench,
+                    "benchmark": _benchmark(metrics, row["split"]),
                     "method": row["method"], "accuracy": metrics.get("accuracy"),
                     "ci_low": metrics.get("ci_low"), "ci_high": metrics.get("ci_high"),
                     "n": metrics.get("n")})

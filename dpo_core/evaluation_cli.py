@@ -9,6 +9,9 @@ from .errors import ConfigError
 from .evaluation import (
     METHODS,
     SCOPES,
+    compare_evals,
+    flip_analysis,
+    list_evals,
     run_evaluation,
     run_file_evaluation,
     run_suite_evaluation,
@@ -44,6 +47,31 @@ def register(sub) -> None:
                    help="run as a background job (kind eval) and print its id; follow it with "
                         "`jobs show ID`")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("evals", help="stored evaluations: list, show, compare, flips",
+                       description="Read the evaluations `eval` and the Evaluate page stored.")
+    verbs = p.add_subparsers(dest="evals_verb", metavar="<action>", required=True)
+    q = verbs.add_parser("list", help="stored evaluations, newest first")
+    q.add_argument("--dataset", help="only those of this dataset")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evals_list)
+    q = verbs.add_parser("show", help="one evaluation: its numbers and per-pair results")
+    q.add_argument("eval_id", type=int, metavar="ID")
+    q.add_argument("--pairs", type=int, default=10, help="per-pair rows to print (default 10)")
+    q.add_argument("--json", action="store_true", help="the numbers and every per-pair result")
+    q.set_defaults(func=cmd_evals_show)
+    q = verbs.add_parser("compare", help="a model x benchmark table of several evaluations")
+    q.add_argument("eval_ids", type=int, nargs="+", metavar="ID")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evals_compare)
+    q = verbs.add_parser("flips", help="pairs the baseline got wrong and the tuned model right, "
+                                       "and the reverse")
+    q.add_argument("baseline", type=int, metavar="BASELINE_ID")
+    q.add_argument("tuned", type=int, metavar="TUNED_ID")
+    q.add_argument("--out", help="also write every flip to this CSV file")
+    q.add_argument("--limit", type=int, default=10, help="flips of each kind to print")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_evals_flips)
 
 
 def _progress(quiet: bool):
@@ -127,4 +155,95 @@ def cmd_eval(args) -> int:
         return 0
     for summary in summaries:
         print(_line(summary, f"{args.dataset}/{args.split}"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# evals: reading stored evaluations
+# ---------------------------------------------------------------------------------------
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def cmd_evals_list(args) -> int:
+    rows = list_evals(open_store(), args.dataset)
+    if args.json:
+        print_json(rows)
+        return 0
+    if not rows:
+        print("No evaluations yet: run `python -m dpo_core eval --model SPEC --dataset NAME`.")
+        return 0
+    _table([[f"#{r['id']}", r["model"], r["benchmark"], r["method"], _pct(r.get("accuracy")),
+             f"n={r.get('n', '')}"] for r in rows])
+    return 0
+
+
+def _table(rows: list[list[str]]) -> None:
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_evals_show(args) -> int:
+    from .evaluation import eval_details
+
+    details = eval_details(open_store(), args.eval_id)
+    if args.json:
+        print_json(details)
+        return 0
+    m = details["metrics"]
+    print(f"eval #{details['id']}: {details['model']} on {details['benchmark']}, "
+          f"{details['method']}")
+    if m.get("accuracy") is not None:
+        print(f"  accuracy {m['accuracy']:.1%} [{_pct(m.get('ci_low'))}, {_pct(m.get('ci_high'))}]"
+              f" n={m.get('n')}" + (f", mean margin {m['mean_margin']:+.4f}"
+                                    if m.get("mean_margin") is not None else ""))
+    for key in ("files", "wins", "ties", "losses"):
+        if key in m:
+            print(f"  {key}: {m[key]}")
+    shown = details["results"][:max(0, args.pairs)]
+    for r in shown:
+        mark = "ok " if r["correct"] else "no " if r["correct"] is not None else "-  "
+        scores = ("" if r["chosen_score"] is None else
+                  f"chosen {r['chosen_score']:+.4f} rejected {r['rejected_score']:+.4f}")
+        print(f"  {mark} pair {r['pair_id'] if r['pair_id'] is not None else r['item']}: {scores}")
+    if len(details["results"]) > len(shown):
+        print(f"  ... {len(details['results']) - len(shown)} more (--pairs N, or --json)")
+    return 0
+
+
+def cmd_evals_compare(args) -> int:
+    rows = compare_evals(open_store(), args.eval_ids)
+    if args.json:
+        print_json(rows)
+        return 0
+    _table([[f"#{r['eval_id']}", r["model"], r["benchmark"], r["method"], _pct(r["accuracy"]),
+             f"[{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]", f"n={r['n']}"] for r in rows])
+    return 0
+
+
+def cmd_evals_flips(args) -> int:
+    import csv
+    from pathlib import Path
+
+    result = flip_analysis(open_store(), args.baseline, args.tuned)
+    if args.out:
+        rows = [{"flip": kind, **row} for kind in ("fixed", "broken") for row in result[kind]]
+        fields = ["flip", "pair_id", "item", "prompt", "chosen", "rejected", "baseline_chosen",
+                  "baseline_rejected", "tuned_chosen", "tuned_rejected"]
+        with Path(args.out).open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{result['compared']} pairs in both: {len(result['fixed'])} fixed (baseline wrong, "
+          f"tuned right), {len(result['broken'])} broken (the reverse)")
+    for kind in ("fixed", "broken"):
+        for row in result[kind][:max(0, args.limit)]:
+            text = (row.get("prompt") or row.get("item") or "").replace("\n", " ")[:60]
+            print(f"  {kind:6s} pair {row['pair_id']}: {text!r} chosen {row.get('chosen', '')[:40]!r}")
+    if args.out:
+        print(f"All flips written to {args.out}.")
     return 0

@@ -290,6 +290,43 @@ def test_run_evaluation_stores_results_and_flips(tiny_model_dir, store):
     assert row["prompt"].startswith("*") and "tuned_chosen" in row and "baseline_rejected" in row
 
 
+def test_cli_evals_list_show_compare_and_flips(tiny_model_dir, store, tmp_path, capsys):
+    """What the Evaluate page shows is there from the terminal too."""
+    import csv
+
+    _dataset(store)
+    base = resolve_model(str(tiny_model_dir))
+    tuned = resolve_model(str(tiny_model_dir))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in tuned.model.parameters():
+            param.add_(torch.randn_like(param) * 0.3)
+    [a] = ev.run_evaluation(store, "base", "kids", "eval", loaded=base)
+    [b] = ev.run_evaluation(store, "tuned", "kids", "eval", loaded=tuned)
+    flips = ev.flip_analysis(store, a["eval_id"], b["eval_id"])
+
+    assert main(["evals", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"#{b['eval_id']}") and "kids/eval" in lines[0]
+    assert main(["evals", "show", str(a["eval_id"]), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["metrics"]["accuracy"] == a["accuracy"] and len(shown["results"]) == 24
+    assert sum(r["correct"] for r in shown["results"]) == round(a["accuracy"] * 24)
+    assert main(["evals", "show", str(a["eval_id"]), "--pairs", "2"]) == 0
+    assert "22 more" in capsys.readouterr().out
+    assert main(["evals", "compare", str(a["eval_id"]), str(b["eval_id"])]) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["base", "tuned"]
+    out_csv = tmp_path / "flips.csv"
+    assert main(["evals", "flips", str(a["eval_id"]), str(b["eval_id"]), "--out",
+                 str(out_csv)]) == 0
+    assert f"{len(flips['fixed'])} fixed" in capsys.readouterr().out
+    written = list(csv.DictReader(out_csv.open()))
+    assert len(written) == len(flips["fixed"]) + len(flips["broken"])
+    assert {r["flip"] for r in written} <= {"fixed", "broken"} and written[0]["prompt"]
+    assert main(["evals", "show", "999"]) == 2
+    assert "evals list" in capsys.readouterr().err
+
+
 def test_cli_eval_prints_accuracy_with_interval(tiny_model_dir, store, capsys):
     _dataset(store, "cli-kids", 10)
     assert main(["eval", "--model", str(tiny_model_dir), "--dataset", "cli-kids",

@@ -49,3 +49,33 @@ def test_too_big_warns_with_a_fix():
     assert not est.fits
     assert "method: lora" in est.warnings[0] and "gradient_checkpointing" in est.warnings[0]
     assert "warning:" in est.describe()
+
+
+def test_time_counts_the_datasets_real_lengths_and_the_cli_validates_first(
+        workspace_with_tiny, store, capsys, monkeypatch):
+    """Short pairs under a long max_length: the estimate follows the padded batches, not the
+    limit; `train --estimate` refuses what a launch would refuse."""
+    from dpo_core.cli import main
+    from dpo_core.data.io import import_pairs
+    from dpo_core.training import estimate as est_mod
+
+    import_pairs(store, [{"prompt": f"*MOT: look {i} .", "chosen": " *CHI: ball .",
+                          "rejected": " *CHI: no ."} for i in range(12)], dataset="short")
+    monkeypatch.setattr(est_mod, "_flops_per_second", lambda *a: 1e6)  # seconds worth comparing
+    cfg = RunConfig(model="builtin:tiny", dataset="short", max_length=1024,
+                    max_prompt_length=512, per_device_train_batch_size=4)
+    measured = estimate(cfg, workspace_with_tiny, device=CPU, store=store)
+    worst = estimate(dataclasses.replace(cfg, dataset="missing"), workspace_with_tiny,
+                     device=CPU, store=store)
+    length = est_mod._padded_length(cfg, workspace_with_tiny, store)
+    assert 5 < length < 40  # a dozen short CHILDES-like pairs, rendered with the tokenizer
+    assert abs(measured.seconds_per_step / worst.seconds_per_step - length / 1024) < 1e-3
+
+    config = workspace_with_tiny.home / "c.yaml"
+    config.write_text("model: builtin:tiny\ndataset: short\nmax_length: 1024\n")
+    assert main(["train", str(config), "--estimate"]) == 0
+    assert "time per optimizer step" in capsys.readouterr().out
+    assert main(["train", str(config), "--estimate", "--set", "beta=-1"]) == 2
+    assert "beta is -1" in capsys.readouterr().err
+    assert main(["train", str(config), "--estimate", "--set", "dataset=nope"]) == 2
+    assert "No dataset 'nope'" in capsys.readouterr().err

@@ -55,9 +55,11 @@ def cmd_train(args) -> int:
     cfg = apply_overrides(RunConfig.load(args.config), args.overrides)
     store, ws = open_store(), get_workspace()
     if args.estimate:
+        from .config import validate
         from .estimate import estimate
 
-        est = estimate(cfg, ws)
+        validate(cfg, None, store, ws)  # the same checks a launch makes
+        est = estimate(cfg, ws, store=store)
         print_json(est.to_dict()) if args.json else print(est.describe())
         return 0
     run_id = jobs.start_run(store, cfg, ws)

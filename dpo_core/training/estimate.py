@@ -7,6 +7,7 @@ answer "will this fit, and roughly how slow", not to replace a profiler.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,8 +80,13 @@ def count_params(shape: dict) -> tuple[int, dict[str, tuple[int, int]]]:
     return total, proj
 
 
-def estimate(cfg: RunConfig, workspace=None, device=None) -> Estimate:
-    """Memory and time for one run of `cfg` on `device` (detected when not given)."""
+def estimate(cfg: RunConfig, workspace=None, device=None, store=None) -> Estimate:
+    """Memory and time for one run of `cfg` on `device` (detected when not given).
+
+    Time counts the tokens a step really runs: each batch is padded to its longest pair, measured
+    on up to SAMPLE_PAIRS rendered pairs of the train split when the dataset and the model's
+    tokenizer are at hand (max_length otherwise, the worst case).
+    """
     if device is None:
         from ..device import detect_device
 
@@ -112,7 +118,8 @@ def estimate(cfg: RunConfig, workspace=None, device=None) -> Estimate:
     }
     total_gb = sum(mem.values()) * 1.15  # allocator slack, buffers, CUDA context
     device_gb = device.memory_gb if device.kind == "cuda" else device.memory_gb * 0.8
-    tokens = seqs * cfg.max_length * cfg.gradient_accumulation_steps
+    length = _padded_length(cfg, workspace, store) or cfg.max_length
+    tokens = seqs * length * cfg.gradient_accumulation_steps
     flops = tokens * total * (6 if cfg.method == "full" else 4) + tokens * total * 2  # + ref
     seconds = flops / _flops_per_second(device, precision)
     est = Estimate(total, int(trained), {k: round(v, 3) for k, v in mem.items()},
@@ -122,6 +129,67 @@ def estimate(cfg: RunConfig, workspace=None, device=None) -> Estimate:
         est.warnings.append(f"needs ~{total_gb:.1f} GB but the {device.kind} has "
                             f"{device_gb:.1f} GB. " + _fix(cfg))
     return est
+
+
+def _padded_length(cfg: RunConfig, workspace, store) -> float | None:
+    """Mean padded length of a training batch on this dataset, or None when it cannot be read."""
+    from ..data.datasets import get_dataset
+    from ..errors import DPOLabError
+    from ..models import builtin_dir, is_ready, resolve_path
+    from ..store import open_store
+    from ..workspace import get_workspace
+
+    try:
+        ws = workspace or get_workspace()
+        store = store or open_store(ws.db_path)
+        ds = get_dataset(store, cfg.dataset)
+        version = store.query_one("SELECT count(*) AS n, max(updated) AS at FROM pairs "
+                                  "WHERE dataset_id=? AND split=?", (ds.id, cfg.train_split))
+        if cfg.model in (DEFAULT_SPEC, "builtin:smollm2"):  # never prepare it just to count
+            folder = builtin_dir(DEFAULT_SPEC.removeprefix("builtin:"), ws)
+            model_path = str(folder) if is_ready(folder) else ""
+        else:
+            model_path = resolve_path(cfg.model, ws)
+    except (DPOLabError, OSError):
+        return None
+    if not model_path or not Path(model_path).is_dir() or not version["n"]:
+        return None
+    key = (str(store.path), ds.id, cfg.train_split, version["n"], version["at"], model_path,
+           json.dumps(cfg.prompt_format, sort_keys=True, default=str), cfg.max_length,
+           cfg.max_prompt_length, cfg.per_device_train_batch_size)
+    return _measured_length(key, store, ds, model_path, cfg)
+
+
+SAMPLE_PAIRS = 256
+_lengths: dict[tuple, float | None] = {}
+
+
+def _measured_length(key: tuple, store, ds, model_path: str, cfg: RunConfig) -> float | None:
+    if key in _lengths:
+        return _lengths[key]
+    from ..errors import DPOLabError
+    from ..models import load_tokenizer
+    from .jobs import _prompt_format, _render
+
+    try:
+        tok = load_tokenizer(model_path)
+        fmt = _prompt_format(cfg, ds.prompt_format, model_path, tok)
+        rows = _render(store, ds.id, cfg.train_split, SAMPLE_PAIRS, fmt, tok, cfg)
+    except (DPOLabError, OSError, ValueError):
+        return None
+
+    def count(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    lengths = []
+    for r in rows:
+        prompt = count(r["prompt"])
+        reply = max(count(r["chosen"]), count(r["rejected"]))
+        lengths.append(min(cfg.max_length, prompt + reply))
+    size = max(1, cfg.per_device_train_batch_size)
+    groups = [max(lengths[i:i + size]) for i in range(0, len(lengths), size)]
+    _lengths[key] = sum(groups) / len(groups) if groups else None
+    return _lengths[key]
 
 
 def _fix(cfg: RunConfig) -> str:
@@ -138,7 +206,7 @@ def _fix(cfg: RunConfig) -> str:
 
 
 def _flops_per_second(device, precision: str) -> float:
-    """Achievable training throughput (a third of peak on GPUs; a few GFLOP/s per CPU thread)."""
+    """Achievable training throughput (about a third of peak on GPUs; measured on CPUs)."""
     if device.kind == "cuda":
         name = device.name.lower()
         peak = 990e12 if "h100" in name or "h200" in name else 312e12 if "a100" in name else 60e12
@@ -147,9 +215,27 @@ def _flops_per_second(device, precision: str) -> float:
         return peak * 0.35 * max(1, device.count)
     if device.kind == "mps":
         return 2e12
-    threads = 2
-    try:
-        threads = int(device.name.split()[0])
-    except (ValueError, IndexError):
-        pass
-    return threads * 8e9
+    # training reaches about 40% of this CPU's measured fp32 matmul rate (2 s per step measured
+    # for cpu-quick-demo on 2 cores against ~160 GFLOP/s of matmul)
+    return CPU_TRAINING_EFFICIENCY * _cpu_matmul_flops()
+
+
+CPU_TRAINING_EFFICIENCY = 0.4
+
+
+@functools.cache
+def _cpu_matmul_flops() -> float:
+    """This CPU's fp32 matmul throughput on a transformer-sized product (~30 ms, once)."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(512, 576), torch.randn(576, 1536)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        for _ in range(4):
+            a @ b
+        best = min(best, (time.perf_counter() - started) / 4)
+    return 2 * 512 * 576 * 1536 / best

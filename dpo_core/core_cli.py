@@ -31,7 +31,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_prepare_model)
 
     d = sub.add_parser("doctor", help="versions, device, workspace and model readiness",
-                       description="Check that this machine can run DPO Lab.")
+                       description="Check that this machine can run DPO Lab. Exits 0 when "
+                                   "ready, 1 when something is missing (listed).")
     d.add_argument("--json", action="store_true", help="print the report as JSON")
     d.set_defaults(func=cmd_doctor)
 
@@ -112,7 +113,7 @@ def cmd_doctor(args) -> int:
     report = doctor_report()
     if args.json:
         print_json(report)
-        return 0
+        return 0 if report["ready"] else 1
     dev = report["device"]
     print(f"Python        {report['python']}")
     for name, version in report["packages"].items():
@@ -127,6 +128,6 @@ def cmd_doctor(args) -> int:
     for problem in report["problems"]:
         print(f"! {problem}")
     print("Ready." if report["ready"] else "Not ready yet.")
-    return 0
+    return 0 if report["ready"] else 1  # scripts can wait on it
 
 

@@ -10,6 +10,7 @@ import difflib
 import html
 import json
 import random
+import time
 from collections import Counter
 
 import pandas as pd
@@ -165,7 +166,20 @@ def dataset_picker(db) -> Dataset | None:
     name = st.selectbox("Dataset", names, key="data_picker",
                         on_change=lambda: S.update(dataset=S["data_picker"]))
     S["dataset"] = name
+    if S.get("data_for") != name:
+        _forget_dataset_state()
+        S["data_for"] = name
     return get_dataset(db, name)
+
+
+def _forget_dataset_state() -> None:
+    """Filters, cursor, picked pair and conflicts belong to one dataset: start over on another
+    (a failing-check filter carried over would show "No pairs match")."""
+    for key in ("data_check", "data_split", "data_source", "data_tag", "data_flag"):
+        S[key] = ALL
+    for key in ("data_row", "data_cursor", "data_sig", "data_snap", "data_review_sig"):
+        S.pop(key, None)
+    S["data_conflicts"] = []
 
 
 def _clear_check() -> None:
@@ -290,36 +304,69 @@ def workspace_store():
     return open_store(workspace().db_path)
 
 
-def _step(where: str, at: int | tuple | None) -> None:
+def _follow_edits(db, dataset: Dataset, mark: int | None) -> None:
+    """An action in a fragment reruns only the fragment: rerun the whole page once the data
+    changed, so the "last edit" caption, filters, counts and checks show it as it is now."""
+    if mark is not None and edit_mark(db, dataset.id) != mark:
+        st.rerun()
+
+
+def _editor_key(snap: dict) -> str:
+    return f"data_editor_{abs(hash(snap['key']))}"
+
+
+def _unsaved(editor_key: str) -> int:
+    """How many rows of the shown page have edits in the grid that are not saved yet."""
+    snap, state = S.get("data_snap"), S.get(editor_key) or {}
+    if snap is None or not isinstance(state, dict):
+        return 0
+    return sum(1 for row, edited in (state.get("edited_rows") or {}).items()
+               if int(row) < len(snap["pairs"]) and _changes(snap["pairs"][int(row)], edited))
+
+
+def _step(where: str, at: int | tuple | None, editor_key: str = "") -> None:
+    """Go to the next/previous page, unless the grid holds unsaved edits (paging would drop
+    them): then stay and say so."""
+    n = _unsaved(editor_key)
+    if n:
+        S["data_msg"] = ("warning", f"{n} row(s) on this page have unsaved edits: press Save "
+                                    "edits to keep them or Discard edits, then change page.")
+        return
     S["data_cursor"] = (where, at) if at is not None else None
 
 
 @st.fragment
-def browse(db, dataset: Dataset, filters: dict, total: int) -> None:
+def browse(db, dataset: Dataset, filters: dict, total: int, mark: int | None = None) -> None:
     """The paged table: Prev/Next in the chosen sort, edit in place, per-row actions, add, undo."""
+    _follow_edits(db, dataset, mark)
     _messages()
     nav = st.columns([1, 1, 2, 2], vertical_alignment="bottom")
     nav[3].selectbox("Sort by", list(SORTS), key="data_sort", format_func=SORTS.get,
                      help="Lengths are in characters; ties are ordered by id.")
     snap = _snapshot(db, dataset, filters)
+    editor_key = _editor_key(snap)
     _, shown = _count(db, dataset, filters, total)
     nav[0].button("◀ Prev", key="data_prev", disabled=not snap["has_prev"],
-                  on_click=_step, args=("before", snap["first"]))
+                  on_click=_step, args=("before", snap["first"], editor_key))
     nav[1].button("Next ▶", key="data_next", disabled=not snap["has_more"],
-                  on_click=_step, args=("after", snap["last"]))
+                  on_click=_step, args=("after", snap["last"], editor_key))
     ids = [p["id"] for p in snap["pairs"]]
     nav[2].caption(f"{shown} matching pairs · showing ids {min(ids)}–{max(ids)}" if ids
                    else f"{shown} matching pairs")
     if not ids:
         st.info("No pairs match.")
     else:
-        editor_key = f"data_editor_{abs(hash(snap['key']))}"
         st.data_editor(_frame(snap["pairs"]), key=editor_key, hide_index=True,
                        disabled=["id", "version"], width="stretch",
                        column_config={c: st.column_config.TextColumn(c, width="medium")
                                       for c in ("prompt", "chosen", "rejected")})
-        st.button("Save edits", key="data_save", type="primary", on_click=_save_editor,
-                  args=(editor_key,))
+        save = st.columns([1, 1, 4], vertical_alignment="center")
+        save[0].button("Save edits", key="data_save", type="primary", on_click=_save_editor,
+                       args=(editor_key,))
+        unsaved = _unsaved(editor_key)
+        if unsaved:
+            save[1].button("Discard edits", key="data_discard", on_click=_refresh)
+            save[2].warning(f"{unsaved} row(s) with unsaved edits.")
         _row_actions(snap["pairs"])
     cols = st.columns(3)
     cols[0].button("Undo last edit", key="data_undo", on_click=lambda: _run(
@@ -346,22 +393,43 @@ def _row_actions(pairs: list[dict]) -> None:
     else:
         cols[1].button("Delete", key="data_delete", on_click=lambda: _run(
             edits.delete_pair, store_(), pid, p["version"], ok=f"Deleted {pid}."))
+    # Forms: clicking the button sends what was typed with the click (no Enter needed).
     for col, field in ((cols[2], "tag"), (cols[3], "flag")):
-        value = col.text_input(f"Add {field}", key=f"data_new_{field}")
-        col.button(f"Add {field}", key=f"data_add_{field}", disabled=not value.strip(),
-                   on_click=lambda f=field, v=value: _run(
-                       edits.mark_pair, store_(), pid, p["version"], **{f: v.strip()},
-                       ok=f"Added {f} '{v.strip()}' to {pid}."))
-    note = cols[4].text_input("Note", value=p["note"], key=f"data_note_{pid}_{p['version']}")
-    cols[4].button("Save note", key="data_save_note", on_click=lambda: _run(
-        edits.mark_pair, store_(), pid, p["version"], note=note, ok=f"Saved note on {pid}."))
+        with col.form(f"data_{field}_form", clear_on_submit=True, border=False):
+            st.text_input(f"Add {field}", key=f"data_new_{field}")
+            st.form_submit_button(f"Add {field}", key=f"data_add_{field}", on_click=_mark,
+                                  args=(p, field, f"data_new_{field}"))
+    with cols[4].form("data_note_form", border=False):
+        note_key = f"data_note_{pid}_{p['version']}"  # a new version shows the note it saved
+        st.text_input("Note", value=p["note"], key=note_key)
+        st.form_submit_button("Save note", key="data_save_note", on_click=_mark,
+                              args=(p, "note", note_key))
     with st.expander(f"History of pair {pid}"):
         rows = edits.history(store_(), pid)
         if rows:
-            st.dataframe(pd.DataFrame([{**r, "before": str(r["before"]), "after": str(r["after"])}
+            st.dataframe(pd.DataFrame([{**r, "at": _local_time(r["at"]),
+                                        "before": str(r["before"]), "after": str(r["after"])}
                                        for r in rows]), hide_index=True, width="stretch")
         else:
             st.caption("No edits yet.")
+
+
+def _mark(pair: dict, field: str, key: str) -> None:
+    """Add the tag/flag or save the note typed in the box `key` (read when the button is hit)."""
+    value = S.get(key) or ""
+    if field != "note":
+        value = value.strip()
+        if not value:
+            S["data_msg"] = ("error", f"Type a {field} in the box first, then press Add {field}.")
+            return
+    done = {"tag": f"Added tag '{value}' to", "flag": f"Added flag '{value}' to",
+            "note": "Saved note on"}[field]
+    _run(edits.mark_pair, workspace_store(), pair["id"], pair["version"], **{field: value},
+         actor="data page", ok=f"{done} {pair['id']}.")
+
+
+def _local_time(at: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else ""
 
 
 def _add_form(dataset: Dataset) -> None:
@@ -418,8 +486,9 @@ def _review_act(action: str, pair: dict) -> None:
 
 
 @st.fragment
-def review(db, dataset: Dataset, filters: dict, total: int) -> None:
+def review(db, dataset: Dataset, filters: dict, total: int, mark: int | None = None) -> None:
     """One pair at a time: prompt, chosen vs rejected with differences marked, and a verdict."""
+    _follow_edits(db, dataset, mark)
     sig = _signature(dataset, filters)
     if S.get("data_review_sig") != sig:
         S["data_review_sig"], S["data_review_after"], S["data_reviewed"] = sig, None, 0
@@ -596,8 +665,28 @@ def hub_push_form(db, dataset: Dataset) -> None:
             st.success(f"Pushed to {url}")
 
 
+# The library's import messages name the CLI flag; the page has a mapping box instead.
+CLI_WORDS = (("pass --map prompt=COL,chosen=COL,rejected=COL",
+              "fill in Column mapping in the Import form (e.g. prompt=question,chosen=good,"
+              "rejected=bad)"),
+             ("with --map prompt=COL,chosen=COL,rejected=COL", "mapped in Column mapping"),
+             ("Write --map", "Write Column mapping as"),
+             ("Fix --map", "Fix Column mapping"),
+             ("--map part", "Column mapping part"),
+             ("--map", "Column mapping"))
+
+
+def _page_words(text: str) -> str:
+    for cli, page in CLI_WORDS:
+        text = text.replace(cli, page)
+    return text
+
+
 def import_form(db) -> None:
     st.subheader("Import")
+    kind, text = S.pop("data_import_msg", (None, None))
+    if kind:
+        getattr(st, kind)(text)
     with st.form("data_import_form"):
         upload = st.file_uploader("File (CSV, JSON, JSON Lines, Parquet)", key="data_upload")
         hub = st.text_input("... or a Hugging Face dataset id (needs network)", key="data_hub")
@@ -620,9 +709,13 @@ def import_form(db) -> None:
         st.error("Choose a file or enter a hub dataset id.")
         return
     name = name.strip() or (upload.name.rsplit(".", 1)[0] if upload else hub.split("/")[-1])
-    result = import_pairs(db, source, dataset=name, format=fmt if upload else "hub",
-                          mapping=parse_mapping(mapping), split=split)
-    S["data_msg"] = ("success", f"Imported {result.count:,} pairs into {result.dataset.name} "
-                                f"(shape: {result.shape}).")
+    try:
+        result = import_pairs(db, source, dataset=name, format=fmt if upload else "hub",
+                              mapping=parse_mapping(mapping), split=split)
+    except DPOLabError as exc:
+        st.error(_page_words(exc.message + (f"\n\n**Fix:** {exc.fix}" if exc.fix else "")))
+        return
+    done = f"Imported {result.count:,} pairs into {result.dataset.name} (shape: {result.shape})."
+    S["data_msg"] = S["data_import_msg"] = ("success", done)  # Browse and here, where the user is
     _pick(result.dataset.name)
     st.rerun()

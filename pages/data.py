@@ -25,9 +25,9 @@ with errors_shown():
     filters = views.filter_bar(summary, checks)
     tabs = st.tabs(["Browse", "Review", "Checks", "Stats", "Transform", "Import / Export"])
     with tabs[0]:
-        views.browse(db, dataset, filters, summary["total"])
+        views.browse(db, dataset, filters, summary["total"], mark)
     with tabs[1]:
-        views.review(db, dataset, filters, summary["total"])
+        views.review(db, dataset, filters, summary["total"], mark)
     with tabs[2]:
         views.checks_panel(checks)
     with tabs[3]:

@@ -113,9 +113,9 @@ def test_check_filter_and_dataset_from_other_page(lab):
 def test_row_actions_tag_flag_swap_delete_restore(at, lab):
     db = _db(lab)
     pair = edits.get_pair(db, int(_table(at)["id"][0]))
-    at.text_input(key="data_new_tag").input("good").run()
+    at.text_input(key="data_new_tag").input("good")  # typed, then clicked: no Enter between
     at.button(key="data_add_tag").click().run()
-    at.text_input(key="data_new_flag").input("typo").run()
+    at.text_input(key="data_new_flag").input("typo")
     at.button(key="data_add_flag").click().run()
     at.button(key="data_swap").click().run()
     after = edits.get_pair(db, pair.id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from pathlib import Path
 
 from .config import DemoConfig
 from .kernels import use_small_rows_kernel
+
+# PEFT asks transformers a deprecated question on every adapter load: noise in the Space's logs
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
+                        category=FutureWarning)
 
 History = Sequence[tuple[str, str]]
 

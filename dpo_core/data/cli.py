@@ -1,11 +1,12 @@
-"""`python -m dpo_core data ...`: import, list, show, export, push, split, noise, checks."""
+"""`python -m dpo_core data ...`: import, list, show, export, push, split, noise, checks, delete."""
 
 from __future__ import annotations
 
 from ..cli import print_json
+from ..errors import ConfigError
 from ..store import open_store
 from . import checks, io, transforms
-from .datasets import count_pairs, get_dataset, list_datasets
+from .datasets import count_pairs, delete_dataset, get_dataset, list_datasets
 
 
 def register(sub) -> None:
@@ -26,6 +27,10 @@ def register(sub) -> None:
     _add(verbs, "list", "list datasets", cmd_list)
     p = _add(verbs, "show", "show a dataset and its first pairs", cmd_show)
     p.add_argument("name")
+
+    p = _add(verbs, "delete", "delete a dataset, its pairs and their edit history", cmd_delete)
+    p.add_argument("name")
+    p.add_argument("--yes", action="store_true", help="really delete (without it: what would go)")
 
     p = _add(verbs, "export", "write a dataset to a file", cmd_export)
     p.add_argument("name")
@@ -102,6 +107,23 @@ def cmd_show(args) -> int:
     lines = [f"{k}: {v}" for k, v in value.items() if k != "first"]
     lines += [f"  {r}" for r in value["first"]]
     return _out(args, value, "\n".join(lines))
+
+
+def cmd_delete(args) -> int:
+    store = open_store()
+    ds = get_dataset(store, args.name)
+    pairs = count_pairs(store, ds.id)
+    runs = store.query_one("SELECT count(*) AS n FROM runs WHERE dataset_id=?", (ds.id,))["n"]
+    kept = (f" The {runs} run(s) trained on it keep their frozen copies of its pairs."
+            if runs else "")
+    if not args.yes:
+        raise ConfigError(f"Deleting '{ds.name}' removes its {pairs:,} pairs and their edit "
+                          f"history; it cannot be undone.{kept}",
+                          f"Export it first if in doubt, then run `python -m dpo_core data "
+                          f"delete {ds.name} --yes`.")
+    delete_dataset(store, ds.id)
+    return _out(args, {"deleted": ds.name, "pairs": pairs},
+                f"deleted '{ds.name}' ({pairs:,} pairs).{kept}")
 
 
 def cmd_export(args) -> int:

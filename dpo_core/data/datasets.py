@@ -74,7 +74,8 @@ def create_dataset(store: Store, name: str, *, parent_id: int | None = None,
     with store.write() as conn:
         if conn.execute("SELECT 1 FROM datasets WHERE name=?", (name,)).fetchone():
             raise DataError(f"A dataset named '{name}' already exists.",
-                            "Choose another name, or delete the existing dataset first.")
+                            "Choose another name, or delete the existing one first "
+                            f"(`python -m dpo_core data delete {name} --yes`).")
         cur = conn.execute(
             "INSERT INTO datasets(name, created, parent_id, recipe_json, prompt_format, description)"
             " VALUES(?,?,?,?,?,?)",

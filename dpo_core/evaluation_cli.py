@@ -86,10 +86,12 @@ def _progress(quiet: bool):
 
 
 def _line(summary: dict, what: str) -> str:
+    margin = summary.get("mean_margin")  # multiple choice has no chosen-minus-rejected margin
+    shown = "" if margin is None or summary["method"].startswith("choices") \
+        else f", mean margin {margin:+.4f}"
     return (f"{summary['model']} on {what}: {summary['method']} accuracy "
             f"{summary['accuracy']:.1%} [{summary['ci_low']:.1%}, {summary['ci_high']:.1%}] "
-            f"n={summary['n']}, mean margin {summary['mean_margin']:+.4f} "
-            f"(eval #{summary['eval_id']})")
+            f"n={summary['n']}{shown} (eval #{summary['eval_id']})")
 
 
 def _detach(store, args) -> int:

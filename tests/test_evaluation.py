@@ -358,6 +358,10 @@ def test_cli_eval_pairs_file_as_pairs_and_as_choices(tiny_model_dir, store, tmp_
         out = json.loads(capsys.readouterr().out)
         assert out["method"] == method and out["n"] == 2
     assert {e["method"] for e in ev.list_evals(store)} == {"pairs:mean-logp", "choices:mean-logp"}
+    for extra, has_margin in (([], True), (["--as-choices"], False)):
+        assert main(["eval", "--model", str(tiny_model_dir), "--pairs-file", str(path),
+                     *extra]) == 0
+        assert ("mean margin" in capsys.readouterr().out) is has_margin  # no margin in choices
 
 
 @pytest.mark.slow

@@ -105,3 +105,16 @@ def test_cli_import_log(workspace, tmp_path, capsys):
     args = parser.parse_args(["import-log", str(tmp_path / "missing.csv")])
     with pytest.raises(DataError, match="does not exist"):
         args.func(args)
+
+
+def test_an_imported_log_shows_its_source_and_is_not_published(workspace, tmp_path, capsys):
+    from dpo_core.cli import main
+
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss\n1,0.7\n2,0.6\n")
+    assert main(["import-log", str(path), "--name", "old-run", "--json"]) == 0
+    run_id = json.loads(capsys.readouterr().out)["run_id"]
+    assert main(["runs", "show", run_id]) == 0
+    assert f"imported log of {path}" in capsys.readouterr().out.splitlines()[0]
+    assert main(["export-space", run_id, "--out", str(tmp_path / "space")]) == 2
+    assert "imported training log" in capsys.readouterr().err

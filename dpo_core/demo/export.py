@@ -103,6 +103,9 @@ def _store_and_workspace(value) -> tuple[Store, Workspace]:
 
 def _completed_run(store: Store, run_id: str) -> dict:
     row = find_row(store, run_id, "run")
+    if row["kind"] == "external":
+        raise ConfigError(f"Run '{row['id']}' is an imported training log: it has metrics but "
+                          "no model to publish.", "Export a run trained in this lab.")
     if row["status"] != "completed":
         raise ConfigError(f"Run '{row['id']}' is {row['status']}, not completed.",
                           "Export a completed run (its final/ folder holds the model).")

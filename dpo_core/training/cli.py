@@ -112,8 +112,10 @@ def _print_run(run: dict, as_json: bool) -> None:
     if as_json:
         print_json(run)
         return
-    print(f"{run['id']}  {run['status']}  step {run['step']}/{run['total_steps']}  "
-          f"{run['config'].get('model', '')} on {run['config'].get('dataset', '')}")
+    cfg = run["config"]
+    what = (f"imported log of {cfg.get('source', '?')}" if run["kind"] == "external"
+            else f"{cfg.get('model', '')} on {cfg.get('dataset', '')}")
+    print(f"{run['id']}  {run['status']}  step {run['step']}/{run['total_steps']}  {what}")
     if run["error_kind"]:
         print(f"error ({run['error_kind']}): {run['error_text'].splitlines()[0]}")
     if run.get("warning"):

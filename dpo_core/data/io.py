@@ -86,7 +86,9 @@ def _load(source, fmt: str, split: str, max_bytes: int, max_rows: int):
         raise DataError(f"No file {path}.", "Check the path, or pass a hub id with --format hub.")
     size = path.stat().st_size
     if size == 0:
-        raise DataError(f"{path} is empty (0 bytes).", SHAPES)
+        raise DataError(f"{path} is empty (0 bytes).",
+                        "Check that the file was saved or copied completely, then import it "
+                        "again.")
     if size > max_bytes:
         raise DataError(f"{path} is {size / 1e9:.1f} GB, over the import limit of "
                         f"{max_bytes / 1e9:.1f} GB.", "Split the file, or raise max_bytes.")
@@ -143,7 +145,9 @@ def _load_json(text: str, path: Path) -> list[dict]:
         raise DataError(f"{path} holds a JSON {type(data).__name__}, not a list of rows.",
                         f"Wrap the rows in [ ... ]. {SHAPES}")
     if not data:
-        raise DataError(f"{path} holds an empty list.", SHAPES)
+        raise DataError(f"{path} holds an empty list.",
+                        'Put the pairs in the list: [{"prompt": ..., "chosen": ..., '
+                        '"rejected": ...}, ...].')
     return _check_objects(data, str(path))
 
 
@@ -199,7 +203,9 @@ def _read_csv(text: str, path: Path) -> tuple[list[str], list[list[str]]]:
         raise DataError(f"{path} is not a readable CSV: {exc}.", SHAPES) from exc
     rows = [r for r in rows if r]
     if len(rows) < 2:
-        raise DataError(f"{path} has a header but no data rows.", SHAPES)
+        raise DataError(f"{path} has a header but no data rows.",
+                        "Add one row per pair under the header (or check that the file was "
+                        "saved completely).")
     header = [h.strip() for h in rows[0]]
     for number, row in enumerate(rows[1:], 1):
         if len(row) != len(header):
@@ -299,7 +305,9 @@ def _convert(records: list[dict], shape: str, label: str, **options) -> tuple[li
 def _text(record: dict, key: str, where: str, allow_empty: bool = False) -> str:
     """A text field as stored: strings as they are, message lists as JSON text."""
     if key not in record:
-        raise DataError(f"{where} lacks the column '{key}'.", SHAPES)
+        raise DataError(f"{where} lacks the column '{key}'.",
+                        f"Add '{key}' to that row: every row needs the columns the first one "
+                        "has.")
     value = record[key]
     if isinstance(value, list):
         value = _messages(value, key, where)

@@ -107,7 +107,7 @@ def resolve_path(spec: str, workspace: Workspace | None = None,
 
 def _run_folder(ws: Workspace, run_id: str) -> Path:
     """A run's folder from its id or a unique prefix of it, as the runs commands accept."""
-    listing = "List runs with `python -m dpo_core runs list`."
+    listing = "List runs with `python -m dpo_core runs list` and name a completed run as run:<id>."
     if run_id and (ws.runs / run_id).is_dir():
         return ws.runs / run_id
     found = sorted(p for p in ws.runs.glob("*") if p.is_dir() and p.name.startswith(run_id)) \

@@ -32,7 +32,7 @@ def test_builtin_tiny_resolves_in_workspace(workspace):
 @pytest.mark.parametrize("spec, message", [
     ("builtin:nope", "Unknown builtin"),
     ("./no/such/folder", "neither a folder"),
-    ("run:missing-run", "has no final model"),
+    ("run:missing-run", "No run 'missing-run'"),
 ])
 def test_bad_specs_say_what_to_use(workspace, spec, message):
     with pytest.raises(ModelError, match=message) as err:

@@ -16,6 +16,9 @@ from dpo_core.formats import CHAT_FORMAT, CHILDES_FORMAT, PromptFormat
 from dpo_core.generation import SamplingSettings, record_vote
 
 S = st.session_state
+# Streamlit drops the state of widgets a run does not draw (any other page): keep the model
+# choice and settings for the whole session, so a visit to Home does not reset them.
+KEEP = "session"
 NEW_DATASET = "+ new dataset"
 FORMATS = {"Chat template": CHAT_FORMAT, "Plain text": PromptFormat(),
            "CHILDES (*MOT: / *CHI:)": CHILDES_FORMAT}
@@ -48,7 +51,7 @@ def pick_models(runs: list[dict]) -> tuple[str, str] | None:
     """(left spec, right spec): a run and its baseline, or any two model specs."""
     choices = run_choices(runs)
     modes = ["A fine-tuned run and its baseline", "Any two models"]
-    mode = st.radio("Compare", modes, horizontal=True, key="chat_mode",
+    mode = st.radio("Compare", modes, horizontal=True, key="chat_mode", persist_state=KEEP,
                     index=0 if choices else 1)
     cols = st.columns(2)
     if mode == modes[0]:
@@ -62,15 +65,18 @@ def pick_models(runs: list[dict]) -> tuple[str, str] | None:
             for lab, (spec, _) in choices.items():
                 if spec == f"run:{wanted}":
                     S["chat_run"] = lab
-        label = cols[1].selectbox("Fine-tuned run (right)", list(choices), key="chat_run")
+        label = cols[1].selectbox("Fine-tuned run (right)", list(choices), key="chat_run",
+                                  persist_state=KEEP)
         right, base = choices[label]
         if S.get("chat_base_for") != label:  # default the baseline to this run's base model
             S["chat_base_for"], S["chat_base"] = label, base
-        left = cols[0].text_input("Baseline (left)", key="chat_base",
+        left = cols[0].text_input("Baseline (left)", key="chat_base", persist_state=KEEP,
                                   help="Default: the run's base model; any model spec works.")
     else:
-        left = cols[0].text_input("Left model", "builtin:tiny", key="chat_left")
-        right = cols[1].text_input("Right model", "builtin:tiny", key="chat_right")
+        left = cols[0].text_input("Left model", "builtin:tiny", key="chat_left",
+                                  persist_state=KEEP)
+        right = cols[1].text_input("Right model", "builtin:tiny", key="chat_right",
+                                   persist_state=KEEP)
     if not left.strip() or not right.strip():
         st.info("Name both models (a folder, a hub id, run:<id> or a builtin).")
         return None
@@ -83,21 +89,23 @@ def sampling_settings() -> SamplingSettings:
                for f in SamplingSettings.__dataclass_fields__}
     with st.expander("Sampling settings (both sides)"):
         c = st.columns(4)
-        greedy = c[0].toggle("Greedy", key="chat_greedy", help=help_of["greedy"])
-        seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key="chat_seed", help=help_of["seed"])
+        greedy = c[0].toggle("Greedy", key="chat_greedy", help=help_of["greedy"],
+                             persist_state=KEEP)
+        seed = c[1].number_input("Seed", 0, 2**31 - 1, 0, key="chat_seed", help=help_of["seed"],
+                                 persist_state=KEEP)
         max_new = c[2].number_input("Max new tokens", 1, 1024, 64, key="chat_max_new",
-                                    help=help_of["max_new_tokens"])
+                                    help=help_of["max_new_tokens"], persist_state=KEEP)
         rep = c[3].number_input("Repetition penalty", 0.5, 2.0, 1.1, 0.05, key="chat_rep",
-                                help=help_of["repetition_penalty"])
+                                help=help_of["repetition_penalty"], persist_state=KEEP)
         c = st.columns(4)
         temp = c[0].slider("Temperature", 0.05, 2.0, 0.7, 0.05, key="chat_temp",
-                           disabled=greedy, help=help_of["temperature"])
+                           disabled=greedy, help=help_of["temperature"], persist_state=KEEP)
         top_p = c[1].slider("Top-p", 0.05, 1.0, 0.95, 0.05, key="chat_top_p", disabled=greedy,
-                            help=help_of["top_p"])
+                            help=help_of["top_p"], persist_state=KEEP)
         top_k = c[2].number_input("Top-k", 0, 1000, 50, key="chat_top_k", disabled=greedy,
-                                  help=help_of["top_k"])
+                                  help=help_of["top_k"], persist_state=KEEP)
         ngram = c[3].number_input("No-repeat n-gram size", 0, 10, 0, key="chat_ngram",
-                                  help=help_of["no_repeat_ngram_size"])
+                                  help=help_of["no_repeat_ngram_size"], persist_state=KEEP)
     return SamplingSettings(temperature=float(temp), top_p=float(top_p), top_k=int(top_k),
                             max_new_tokens=int(max_new), repetition_penalty=float(rep),
                             no_repeat_ngram_size=int(ngram), greedy=greedy, seed=int(seed))
@@ -106,7 +114,7 @@ def sampling_settings() -> SamplingSettings:
 def pick_format(run_format: PromptFormat) -> PromptFormat:
     """The run's own format by default; another one on request."""
     options = [f"The run's format ({run_format.label})", *FORMATS]
-    label = st.selectbox("Prompt format", options, key="chat_format")
+    label = st.selectbox("Prompt format", options, key="chat_format", persist_state=KEEP)
     return run_format if label == options[0] else FORMATS[label]
 
 
@@ -115,10 +123,11 @@ def vote_target(db) -> str:
     names = [r["name"] for r in db.query("SELECT name FROM datasets ORDER BY id")]
     cols = st.columns(2)
     picked = cols[0].selectbox("Votes become pairs in", [NEW_DATASET, *names],
-                               key="chat_dataset")
+                               key="chat_dataset", persist_state=KEEP)
     if picked != NEW_DATASET:
         return picked
-    return cols[1].text_input("New dataset name", "chat-votes", key="chat_new_dataset").strip()
+    return cols[1].text_input("New dataset name", "chat-votes", key="chat_new_dataset",
+                              persist_state=KEEP).strip()
 
 
 # ---------------------------------------------------------------------------------------
@@ -135,10 +144,29 @@ def side_names(turn: dict, specs: tuple[str, str]) -> tuple[list[str], list[str]
     return order, ["A", "B"]
 
 
-def timing(reply: dict) -> str:
+TIMING_HELP = "Counted from sending the message; both sides from the same moment."
+
+
+def timing(reply: dict, batched: bool = False) -> str:
+    """One side's speed; its own first-token time only when the sides ran apart."""
+    speed = f"{reply.get('tokens_per_s', 0):.1f} tokens/s · {reply.get('new_tokens', 0)} tokens"
+    if batched:  # one batch: the shared first-token time is in pair_timing
+        return speed
     ttft = "-" if reply.get("ttft_s") is None else f"{reply['ttft_s']:.2f} s"
-    return (f"first token {ttft} · {reply.get('tokens_per_s', 0):.1f} tokens/s · "
-            f"{reply.get('new_tokens', 0)} tokens")
+    return f"first token after {ttft} · {speed}"
+
+
+def pair_timing(turn: dict) -> str | None:
+    """A batched pair's first tokens come out of the same decode step: one time for both."""
+    if not turn.get("batched"):
+        return None
+    ttft = turn["left"].get("ttft_s")
+    first = "-" if ttft is None else f"{ttft:.2f} s"
+    return f"Both answers were generated together in one batch: first tokens after {first}."
+
+
+def show_timing(turn: dict, side: str, target=st) -> None:
+    target.caption(timing(turn[side], turn.get("batched", False)), help=TIMING_HELP)
 
 
 def show_turn(i: int, turn: dict, specs: tuple[str, str]) -> None:
@@ -151,7 +179,9 @@ def show_turn(i: int, turn: dict, specs: tuple[str, str]) -> None:
             st.markdown(f"**{name}**")
             with st.chat_message("assistant"):
                 st.markdown(turn[side]["text"] or "_(empty answer)_")
-            st.caption(timing(turn[side]))
+            show_timing(turn, side)
+    if pair_timing(turn):
+        st.caption(pair_timing(turn), help=TIMING_HELP)
 
 
 def vote_box(i: int, turn: dict, specs: tuple[str, str], ctx: dict) -> None:

@@ -19,6 +19,8 @@ JUDGE_LABELS = {"lexicon": "Offline lexicon (VADER sentiment, no network)",
                 "reward-model": "Reward model (sequence-classification spec)",
                 "llm": "LLM judge (causal model spec + prompt)"}
 FILE_LABELS = {"pairs": "pairs (chosen vs rejected)", "choices": "multiple choice (HellaSwag)"}
+S = st.session_state
+SPLITS = ("eval", "train", "all")
 METHOD_HELP = ("mean-logp / sum-logp: the reply's mean or summed log-probability, chosen must "
                "beat rejected. implicit-reward: beta * (log pi - log pi_ref), the quantity of "
                "TRL's rewards/accuracies (runs only; skipped for the baseline).")
@@ -49,14 +51,42 @@ def choose_models(db) -> list[str]:
     return [baseline, *chosen, *(s.strip() for s in extra.split(",") if s.strip())]
 
 
+def run_dataset(db, models: list[str]) -> tuple[str, str, str] | None:
+    """(run spec, training dataset, eval split) of the first run among the models."""
+    configs = {f"run:{r['id']}": r["config"] for r in list_runs(db, status="completed")}
+    for spec in models:
+        cfg = configs.get(spec) or {}
+        if cfg.get("dataset"):
+            return spec, cfg["dataset"], cfg.get("eval_split") or "eval"
+    return None
+
+
+def default_dataset(db, models: list[str], names: list[str]) -> None:
+    """Point the dataset at the chosen run's training data (its eval split) whenever the run
+    changes, until the user picks a dataset themselves."""
+    found = run_dataset(db, models)
+    if S.get("eval_dataset_picked") or not found or found[1] not in names:
+        return
+    if S.get("eval_dataset_for") != found[0] or "eval_dataset" not in S:
+        S["eval_dataset_for"], S["eval_dataset"] = found[0], found[1]
+        S["eval_split"] = found[2] if found[2] in SPLITS else "eval"
+
+
+def _picked_dataset() -> None:
+    S["eval_dataset_picked"] = True
+
+
 def start_form(db) -> str | None:
     """The evaluation form; returns a new job id when Start was pressed."""
     models = choose_models(db)
     names = [d["name"] for d in list_datasets(db)]
+    default_dataset(db, models, names)
     cols = st.columns([2, 1, 2, 1])
     dataset = cols[0].selectbox("Dataset", names, index=None if not names else 0,
-                               key="eval_dataset")
-    split = cols[1].selectbox("Split", ("eval", "train", "all"), key="eval_split")
+                                key="eval_dataset", on_change=_picked_dataset,
+                                persist_state="session",
+                                help="Defaults to the chosen run's training dataset.")
+    split = cols[1].selectbox("Split", SPLITS, key="eval_split", persist_state="session")
     methods = cols[2].multiselect("Methods", ev.METHODS, default=["mean-logp"], help=METHOD_HELP,
                                  key="eval_methods")
     limit = int(cols[3].number_input("Pairs (0 = all)", 0, value=200, key="eval_limit"))
@@ -146,16 +176,40 @@ def progress_panel(db, job_id: str) -> None:
 # ---------------------------------------------------------------------------------------
 # Comparison
 # ---------------------------------------------------------------------------------------
+NOT_RUN = "–"  # a model x benchmark cell with no evaluation
+
+
+def is_win_rate(e: dict) -> bool:
+    return e["method"].startswith("win-rate")
+
+
+def _percent(value) -> str:
+    return NOT_RUN if value is None or pd.isna(value) else f"{value:.1%}"
+
+
 def _eval_label(e: dict) -> str:
+    if is_win_rate(e):
+        return (f"#{e['id']} {e['model']} vs {e.get('baseline')} · {e['method']} · win rate "
+                f"{_percent(e.get('win_rate'))} ({e.get('wins')}/{e.get('ties')}/"
+                f"{e.get('losses')} W/T/L)")
     bench = f"{e['dataset']}/{e['split']}" if e.get("dataset") else (e.get("suite") or e["split"])
-    return f"#{e['id']} {e['model']} · {e['method']} · {bench} · {e.get('accuracy', 0):.1%}"
+    return f"#{e['id']} {e['model']} · {e['method']} · {bench} · {_percent(e.get('accuracy'))}"
 
 
-def choose_evals(evals: list[dict], default: list[int]) -> list[int]:
+def choose_evals(db, evals: list[dict], job_id: str | None) -> list[int]:
+    """The evaluations to compare: the newest job's, switched to each job as it finishes."""
     labels = {e["id"]: _eval_label(e) for e in evals}
-    return st.multiselect("Evaluations to compare", list(labels), default=default,
-                          format_func=labels.get, key="eval_compare",
-                          help="Any past evaluations; the newest job's are selected.")
+    newest = [i for i in newest_job_evals(db, job_id) if i in labels]
+    finished = bool(job_id) and job_status(db, job_id)["status"] not in ACTIVE
+    if finished and newest and S.get("eval_compare_job") != job_id:
+        S["eval_compare_job"], S["eval_compare"] = job_id, newest
+    elif "eval_compare" not in S:
+        S["eval_compare"] = newest or [e["id"] for e in evals[:2]]
+    else:  # evaluations deleted since: drop them from the selection
+        S["eval_compare"] = [i for i in S["eval_compare"] if i in labels]
+    return st.multiselect("Evaluations to compare", list(labels), format_func=labels.get,
+                          key="eval_compare", help="Any past evaluations; when a job "
+                          "finishes, its evaluations are selected.")
 
 
 def comparison_frame(db, eval_ids: list[int]) -> pd.DataFrame:
@@ -164,12 +218,24 @@ def comparison_frame(db, eval_ids: list[int]) -> pd.DataFrame:
                                        "ci_low", "ci_high", "n"])
 
 
+def _cell(r) -> str:
+    if r.accuracy is None or pd.isna(r.accuracy):
+        return NOT_RUN
+    if r.ci_low is None or pd.isna(r.ci_low):
+        return _percent(r.accuracy)
+    return f"{r.accuracy:.1%} [{r.ci_low:.1%}, {r.ci_high:.1%}]"
+
+
 def comparison_table(frame: pd.DataFrame) -> None:
     """Model x benchmark: accuracy with its 95% interval in each cell."""
-    cell = frame.apply(lambda r: f"{r.accuracy:.1%} [{r.ci_low:.1%}, {r.ci_high:.1%}]", axis=1)
-    wide = frame.assign(cell=cell, bench=frame.benchmark + " · " + frame.method) \
+    wide = frame.assign(cell=frame.apply(_cell, axis=1),
+                        bench=frame.benchmark + " · " + frame.method) \
         .pivot_table(index="model", columns="bench", values="cell", aggfunc="last", sort=False)
-    st.dataframe(wide, width="stretch")
+    st.dataframe(wide.fillna(NOT_RUN), width="stretch")
+    if wide.isna().any(axis=None):
+        st.caption(f"{NOT_RUN} : no evaluation of that model on that benchmark among the "
+                   "selected ones (implicit-reward is skipped for a baseline: it has no "
+                   "reference model of its own).")
 
 
 def comparison_figure(frame: pd.DataFrame) -> dict:
@@ -187,15 +253,36 @@ def comparison_figure(frame: pd.DataFrame) -> dict:
     return {"data": data, "layout": layout}
 
 
-def comparison(db, eval_ids: list[int]) -> None:
-    frame = comparison_frame(db, eval_ids)
-    if frame.empty:
+def win_rate_frame(evals: list[dict]) -> pd.DataFrame:
+    """One row per win-rate evaluation: wins, ties and losses against the baseline."""
+    rows = [{"eval_id": e["id"], "model": e["model"], "baseline": e.get("baseline"),
+             "judge": e["method"].split(":", 1)[-1], "wins": e.get("wins"),
+             "ties": e.get("ties"), "losses": e.get("losses"), "n": e.get("n"),
+             "win rate": _percent(e.get("win_rate")),
+             "95% interval": f"[{_percent(e.get('ci_low'))}, {_percent(e.get('ci_high'))}]"}
+            for e in evals]
+    return pd.DataFrame(rows)
+
+
+def comparison(db, evals: list[dict], eval_ids: list[int]) -> None:
+    """Accuracies (table, chart, CSV) and, apart from them, win rates as wins/ties/losses."""
+    by_id = {e["id"]: e for e in evals}
+    wins = [by_id[i] for i in eval_ids if i in by_id and is_win_rate(by_id[i])]
+    frame = comparison_frame(db, [i for i in eval_ids if i in by_id and not is_win_rate(by_id[i])])
+    if frame.empty and not wins:
         st.info("Select evaluations to compare.")
         return
-    comparison_table(frame)
-    st.plotly_chart(comparison_figure(frame), key="eval-chart", config={"displaylogo": False})
-    st.download_button("Table as CSV", frame.to_csv(index=False), "evaluation.csv", "text/csv",
-                       on_click="ignore", icon=":material/download:")
+    if not frame.empty:
+        comparison_table(frame)
+        st.plotly_chart(comparison_figure(frame), key="eval-chart",
+                        config={"displaylogo": False})
+        st.download_button("Table as CSV", frame.to_csv(index=False), "evaluation.csv",
+                           "text/csv", on_click="ignore", icon=":material/download:")
+    if wins:
+        st.markdown("**Generation win rate** (tuned vs baseline, judged per prompt)")
+        st.dataframe(win_rate_frame(wins), hide_index=True, width="stretch", key="win_rates")
+        st.caption("win rate = (wins + ties / 2) / n: a tie counts half a win; 50% means no "
+                   "better than the baseline.")
 
 
 # ---------------------------------------------------------------------------------------

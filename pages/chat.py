@@ -67,15 +67,19 @@ def answer(message: str, sides: dict, fmt, settings, turns: list[dict], anonymou
             with st.chat_message("assistant"):
                 boxes[side] = st.empty()
             boxes[side + ":caption"] = st.empty()
+    pair_caption = st.empty()
     while live.running:
         for row, text in enumerate(live.visible()):
             boxes[("left", "right")[row]].markdown(text + " ▌")
         time.sleep(STREAM_EVERY_S)
     replies = dict(zip(("left", "right"), live.wait(), strict=True))
+    turn["batched"] = live.batched  # known only now: a batch that fails runs the sides apart
     for side, reply in replies.items():
         turn[side] = reply.to_dict()
         boxes[side].markdown(reply.text)
-        boxes[side + ":caption"].caption(views.timing(turn[side]))
+        views.show_timing(turn, side, boxes[side + ":caption"])
+    if views.pair_timing(turn):
+        pair_caption.caption(views.pair_timing(turn), help=views.TIMING_HELP)
     return turn
 
 
@@ -102,7 +106,8 @@ with errors_shown():
     cols = st.columns([2, 1], vertical_alignment="bottom")
     with cols[0]:
         target = views.vote_target(db)
-    anonymous = cols[1].toggle("Anonymous (A/B until the vote)", key="chat_anonymous")
+    anonymous = cols[1].toggle("Anonymous (A/B until the vote)", key="chat_anonymous",
+                               persist_state=views.KEEP)
 
     chat = conversation((*specs, fmt.label))
     turns = chat["turns"]

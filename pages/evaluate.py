@@ -35,9 +35,8 @@ if not evals:
     st.info("No evaluations yet: choose models and a dataset above and press Start.")
     st.stop()
 with errors_shown():
-    selected = views.choose_evals(evals, views.newest_job_evals(db, current) or
-                                  [e["id"] for e in evals[:2]])
-    views.comparison(db, selected)
+    selected = views.choose_evals(db, evals, current)
+    views.comparison(db, evals, selected)
     st.subheader("Flip analysis")
     views.flips(db, evals, selected)
     st.subheader("Win-rate examples")

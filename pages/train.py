@@ -122,11 +122,36 @@ def field_of(message: str) -> str | None:
 # ---------------------------------------------------------------------------------------
 # Where the form starts: defaults, a recipe, or a past run
 # ---------------------------------------------------------------------------------------
+def training_recipes() -> list[str]:
+    """Names of the run recipes in recipes/: pair-builder (`builder:`) and sweep (`parameters:`)
+    configs are other kinds, read by `dpo_core generate` and `dpo_core sweep`."""
+    out = []
+    for path in sorted(RECIPES.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError:
+            data = {}  # listed anyway: loading it names the YAML error and the fix
+        if not (isinstance(data, dict) and {"builder", "parameters"} & set(data)):
+            out.append(path.stem)
+    return out
+
+
+def load_recipe(name: str) -> dict:
+    """A recipe's RunConfig as a dict; a recipe that does not load is named with the fix."""
+    try:
+        return rc.RunConfig.load(RECIPES / f"{name}.yaml").to_dict()
+    except ConfigError as exc:
+        st.error(f"Recipe **{name}** (recipes/{name}.yaml) is not a valid run config: "
+                 f"{exc.message}\n\n**Fix:** {exc.fix or 'correct the recipe file.'} "
+                 "Or pick another recipe.")
+        st.stop()
+
+
 def starting_point() -> tuple[str, dict]:
     from dpo_core.training.jobs import list_runs
 
     runs = [r for r in list_runs(store()) if r["kind"] == "train"]
-    recipes = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    recipes = training_recipes()
     clone = st.session_state.pop("clone_run_id", None)
     if clone:
         st.session_state["train_source"] = "Clone a past run"
@@ -136,7 +161,7 @@ def starting_point() -> tuple[str, dict]:
     if source == "A recipe" and recipes:
         default = "cpu-quick-demo" if "cpu-quick-demo" in recipes else recipes[0]
         name = st.selectbox("Recipe", recipes, index=recipes.index(default), key="train_recipe")
-        return f"recipe:{name}", rc.RunConfig.load(RECIPES / f"{name}.yaml").to_dict()
+        return f"recipe:{name}", load_recipe(name)
     if source == "Clone a past run" and runs:
         ids = [r["id"] for r in runs]
         current = st.session_state.get("train_clone")

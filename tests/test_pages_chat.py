@@ -69,6 +69,28 @@ def test_message_gets_both_answers_with_timings(lab):
     assert sum("tokens/s" in c.value for c in at.caption) == 2
 
 
+def test_a_batched_pair_shows_one_shared_first_token_time(lab):
+    at = send(chat_page(), "what is that ?")
+    assert at.session_state["chat"]["turns"][0]["batched"]  # a LoRA run and its base
+    captions = [c.value for c in at.caption]
+    sides = [c for c in captions if "tokens/s" in c]
+    assert len(sides) == 2 and not any("first token" in c for c in sides)
+    [shared] = [c for c in captions if "one batch" in c]
+    assert "first tokens after" in shared
+
+
+def test_sides_run_apart_each_show_first_token_time_from_the_send(lab, monkeypatch):
+    from dpo_core import generation
+
+    monkeypatch.setattr(generation, "_shares_weights", lambda left, right: False)
+    at = send(chat_page(), "what is that ?")
+    assert not at.session_state["chat"]["turns"][0]["batched"]
+    sides = [c for c in at.caption if "tokens/s" in c.value]
+    assert len(sides) == 2 and all(c.value.startswith("first token after ") for c in sides)
+    assert all("same moment" in c.help for c in sides)
+    assert not any("one batch" in c.value for c in at.caption)
+
+
 def test_preference_vote_writes_the_pair(lab):
     at = send(chat_page(), "what is that ?")
     left, right = answers(at)
@@ -143,3 +165,18 @@ def test_a_run_chosen_on_another_page_is_preselected(lab):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="chat_run").value.startswith(wanted)
+
+
+def test_models_and_settings_survive_a_visit_to_another_page(lab):
+    at = chat_page()
+    at.number_input(key="chat_max_new").set_value(16)
+    at.slider(key="chat_temp").set_value(0.3)
+    at.text_input(key="chat_base").input("builtin:tiny ").run()
+    at.switch_page("pages/home.py").run()
+    at.switch_page("pages/chat.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not any("Name both models" in i.value for i in at.info)
+    assert at.text_input(key="chat_base").value == "builtin:tiny "
+    assert at.number_input(key="chat_max_new").value == 16
+    assert at.slider(key="chat_temp").value == 0.3
+    assert at.selectbox(key="chat_run").value.startswith(RUN_ID)

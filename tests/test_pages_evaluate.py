@@ -72,17 +72,63 @@ def test_page_evaluates_baseline_vs_run_and_shows_table_chart_flips(lab):
     assert set(table.index) == {"builtin:tiny", f"run:{RUN_ID}"}
     cell = table.loc["builtin:tiny", "tiny-pairs/eval · mean-logp"]
     assert "%" in cell and "[" in cell  # accuracy with its interval
+    # the baseline has no implicit-reward eval: a dash and a note, never "None"
+    assert table.loc["builtin:tiny", "tiny-pairs/eval · implicit-reward"] == "–"
+    assert any("implicit-reward is skipped for a baseline" in c.value for c in at.caption)
     chart = at.get("plotly_chart")[0].proto.spec
     assert '"error_y"' in chart and "builtin:tiny" in chart
+    assert "win-rate" not in chart and "win-rate" not in " ".join(table.columns)
+    [win] = [e for e in evals if e["method"] == "win-rate:lexicon"]
+    rates = at.dataframe[1].value  # win rates apart from accuracies: wins/ties/losses
+    assert list(rates[["wins", "ties", "losses", "n"]].iloc[0]) == [
+        win["wins"], win["ties"], win["losses"], 3]
+    assert rates["win rate"].iloc[0] == f"{(win['wins'] + win['ties'] / 2) / 3:.1%}"
+    assert any("(wins + ties / 2) / n" in c.value for c in at.caption)
 
     pair_evals = [e["id"] for e in evals if e["method"] == "mean-logp"]
     flips = ev.flip_analysis(lab, min(pair_evals), max(pair_evals))
     assert any("fixed" in c.value and "broken" in c.value for c in at.caption)
-    shown = at.dataframe[1].value
+    shown = at.dataframe[2].value
     assert len(shown) == len(flips["fixed"])
-    examples = at.dataframe[2].value
+    examples = at.dataframe[3].value
     assert list(examples.columns) == ["prompt", "baseline answer", "tuned answer", "verdict"]
     assert len(examples) == 3
+
+
+def test_a_finished_second_job_becomes_the_compared_selection(lab):
+    at = evaluate_page()
+    at.multiselect(key="eval_methods").set_value(["mean-logp"])
+    at.button(key="eval_start").click().run()
+    first = at.session_state["eval_job"]
+    assert wait_job(lab, first)["status"] == "completed"
+    at.run()
+    assert at.multiselect(key="eval_compare").value == ej.job_evals(lab, first)
+    at.multiselect(key="eval_methods").set_value([])
+    at.checkbox(key="eval_win").check()
+    at.number_input(key="eval_win_prompts").set_value(2)
+    at.number_input(key="eval_win_tokens").set_value(4)
+    at.button(key="eval_start").click().run()
+    second = at.session_state["eval_job"]
+    assert second != first and wait_job(lab, second)["status"] == "completed"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.multiselect(key="eval_compare").value == ej.job_evals(lab, second)
+    at.multiselect(key="eval_compare").set_value(ej.job_evals(lab, first)).run()
+    assert at.multiselect(key="eval_compare").value == ej.job_evals(lab, first)  # kept
+
+
+def test_dataset_defaults_to_the_chosen_runs_training_data(lab):
+    add_pairs(lab, "other-pairs", n=6)  # listed after tiny-pairs, the form's first option
+    with lab.write() as conn:
+        conn.execute("UPDATE runs SET config_json=json_set(config_json, '$.dataset', "
+                     "'other-pairs', '$.eval_split', 'train') WHERE id=?", (RUN_ID,))
+    at = evaluate_page()
+    assert at.selectbox(key="eval_dataset").value == "other-pairs"
+    assert at.selectbox(key="eval_split").value == "train"
+    at.selectbox(key="eval_dataset").set_value("tiny-pairs").run()
+    at.multiselect(key="eval_runs").set_value([]).run()
+    at.multiselect(key="eval_runs").set_value([f"run:{RUN_ID}"]).run()
+    assert at.selectbox(key="eval_dataset").value == "tiny-pairs"  # the user's pick stays
 
 
 def test_flip_list_filters_and_opens_the_data_page(lab):

@@ -202,6 +202,35 @@ def test_train_form_fields_carry_the_runconfig_help(lab):
     assert "Data checks" in shown(at) or any("Data checks" in c.value for c in at.caption)
 
 
+def test_recipe_dropdown_lists_only_training_recipes(lab):
+    at = train_page()
+    options = at.selectbox(key="train_recipe").options
+    assert {"smoke-tiny", "cpu-quick-demo", "qlora"} <= set(options)
+    assert not [o for o in options if o.startswith(("generate-", "sweep-"))], options
+
+
+def test_a_recipe_that_does_not_load_is_named_with_the_fix(lab, monkeypatch):
+    from dpo_core.errors import ConfigError
+    from dpo_core.training.config import RunConfig
+
+    real = RunConfig.load.__func__
+
+    def load(cls, path):
+        if "qlora" in str(path):
+            raise ConfigError("Unknown config field 'batch_size'.", "Use one of: beta, ...")
+        return real(cls, path)
+
+    monkeypatch.setattr(RunConfig, "load", classmethod(load))
+    at = train_page()
+    at.selectbox(key="train_recipe").set_value("qlora").run()
+    assert not at.exception, [e.value for e in at.exception]
+    [error] = [e.value for e in at.error]
+    assert "Recipe **qlora**" in error and "batch_size" in error and "**Fix:**" in error
+    assert not any(b.label == "Launch" for b in at.button)
+    at.selectbox(key="train_recipe").set_value("smoke-tiny").run()
+    assert not at.exception and not at.error
+
+
 def test_clone_from_runs_page_prefills_the_form(lab):
     cfg = {"model": "builtin:tiny", "dataset": "demo-instruct", "beta": 0.25, "max_steps": 7,
            "name": "old"}

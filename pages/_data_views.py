@@ -448,8 +448,12 @@ def _add_form(dataset: Dataset) -> None:
 
 
 # -- review -----------------------------------------------------------------------------------
+CHOSEN_MARK, REJECTED_MARK = "rgba(33, 195, 84, 0.25)", "rgba(255, 75, 75, 0.25)"  # both themes
+
+
 def word_diff(a: str, b: str) -> tuple[str, str]:
-    """HTML of a and b with the words that differ marked (<mark> in a, <del> in b)."""
+    """HTML of a and b with the words that differ highlighted (green in a, red in b; not struck
+    through: the rejected text is not deleted text)."""
     wa, wb = a.split(), b.split()
     out_a, out_b = [], []
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=wa, b=wb, autojunk=False).get_opcodes():
@@ -459,9 +463,9 @@ def word_diff(a: str, b: str) -> tuple[str, str]:
             out_b.append(right)
         else:
             if left:
-                out_a.append(f"<mark>{left}</mark>")
+                out_a.append(f'<mark style="background:{CHOSEN_MARK}">{left}</mark>')
             if right:
-                out_b.append(f"<del>{right}</del>")
+                out_b.append(f'<mark style="background:{REJECTED_MARK}">{right}</mark>')
     return " ".join(out_a), " ".join(out_b)
 
 
@@ -513,7 +517,7 @@ def review(db, dataset: Dataset, filters: dict, total: int, mark: int | None = N
     cols = st.columns(4)
     for col, (label, action, key) in zip(cols, [("Keep", "keep", "k"), ("Swap", "swap", "s"),
                                                 ("Flag", "flag", "f"), ("Skip", "skip", "j")], strict=True):
-        col.button(f"{label} ({key.upper()})", key=f"data_review_{action}", shortcut=key,
+        col.button(label, key=f"data_review_{action}", shortcut=key,  # shows the key itself
                    on_click=_review_act, args=(action, pair), width="stretch")
     _messages_inline()
 

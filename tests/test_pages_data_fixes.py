@@ -139,3 +139,11 @@ def test_import_error_names_the_page_mapping_box_not_the_cli_flag(at, lab):
     errors = " ".join(e.value for e in at.tabs[IMPORT_TAB].error)
     assert "Column mapping" in errors and "--map" not in errors
     assert "lacks the column(s)" in errors
+
+
+def test_review_marks_differences_without_striking_the_rejected_text():
+    from pages._data_views import word_diff
+
+    chosen, rejected = word_diff("I am <blue> .", "I am green .")
+    assert "&lt;blue&gt;" in chosen and "<mark" in chosen and "<mark" in rejected
+    assert "<del>" not in rejected and rejected.startswith("I am ")

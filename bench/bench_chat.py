@@ -59,6 +59,7 @@ def make_adapter(base_spec: str, folder: Path) -> str:
             if "lora_" in name:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
     model.save_pretrained(folder)
+    loaded.tokenizer.save_pretrained(folder)  # as training saves it (final/ loads on its own)
     (folder / RUN_MODEL_FILE).write_text(json.dumps({"base": base_spec, "kind": "lora"}))
     (folder / FORMAT_FILE).write_text(json.dumps(loaded.prompt_format.to_dict()))
     return str(folder)

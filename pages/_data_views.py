@@ -589,6 +589,9 @@ def _token_histogram(summary_: dict, dataset: Dataset, mark: int) -> None:
 
 # -- transforms, import, export ---------------------------------------------------------------
 def transform_panel(db, dataset: Dataset) -> None:
+    kind, text = S.pop("data_transform_msg", (None, None))
+    if kind:  # set by the click below, shown after its rerun
+        getattr(st, kind)(text)
     op = st.selectbox("Transform", ["split", "noise", "dedupe", "filter", "sample"],
                       key="data_op", format_func={
                           "split": "Train/eval split", "noise": "Label noise (flip a fraction)",
@@ -619,7 +622,8 @@ def transform_panel(db, dataset: Dataset) -> None:
         if "n" in args:
             args["n"] = int(args["n"])
         made = fns[op](db, dataset.id, into=into, **args)
-        st.success(f"Created {made.name}.")
+        done = f"Created {made.name} from {dataset.name}; it is now the open dataset."
+        S["data_msg"] = S["data_transform_msg"] = ("success", done)  # Browse and here
         _pick(made.name)
         st.rerun()
 

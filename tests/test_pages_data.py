@@ -140,6 +140,7 @@ def test_transform_makes_a_dataset_and_export_offers_a_download(at, lab):
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="data_picker").value == "demo-childes-sample"
     assert len(_table(at)) == 10
+    assert any("Created demo-childes-sample" in m.value for m in at.success)  # said, once
     at.selectbox(key="data_export_fmt").set_value("jsonl").run()
     at.button(key="data_export").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -1,7 +1,5 @@
 """DPO Lab: the Streamlit router. Pages live in pages/; the shared sidebar is drawn here."""
 
-from pathlib import Path
-
 import streamlit as st
 
 from pages._widgets import require_login, sidebar
@@ -19,11 +17,8 @@ PAGES = [
     ("pages/sweeps.py", "Sweeps", ":material/tune:"),
 ]
 
-here = Path(__file__).parent
 require_login()
-nav = st.navigation(
-    [st.Page(path, title=title, icon=icon, default=(title == "Home"))
-     for path, title, icon in PAGES if (here / path).is_file()]
-)
+nav = st.navigation([st.Page(path, title=title, icon=icon, default=(title == "Home"))
+                     for path, title, icon in PAGES])
 sidebar()
 nav.run()

@@ -31,8 +31,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dpo_core.generation import ModelCache, SamplingSettings, generate, render_chat, side_by_side  # noqa: E402
-from dpo_core.kernels import use_small_rows_kernel  # noqa: E402
+from dpo_core.chat.cache import ModelCache  # noqa: E402
+from dpo_core.chat.generate import generate  # noqa: E402
+from dpo_core.chat.sampling import SamplingSettings  # noqa: E402
+from dpo_core.chat.side_by_side import render_chat, side_by_side  # noqa: E402
+from dpo_core.demo.kernels import use_small_rows_kernel  # noqa: E402
 from dpo_core.models import (  # noqa: E402
     DEFAULT_SPEC,
     FORMAT_FILE,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dpo_core.data import edits
-from dpo_core.data.io import import_pairs
+from dpo_core.data import browse, edits
+from dpo_core.data.importer import import_pairs
 from dpo_core.store import Store
 from dpo_core.workspace import get_workspace
 
@@ -41,7 +41,7 @@ def _records(n: int) -> list[dict]:
 
 
 def _measure(store: Store, name: str) -> dict:
-    mid = edits.page(store, name, limit=1).first_id + 500
+    mid = browse.page(store, name, limit=1).first_id + 500
     pair = edits.get_pair(store, mid)
 
     def save():
@@ -49,10 +49,10 @@ def _measure(store: Store, name: str) -> dict:
         pair = edits.update_pair(store, pair.id, {"note": str(time.time())}, pair.version)
 
     middle = (len(pair.chosen), pair.id)  # a length-sorted page from the middle of the set
-    return {"page": _best(lambda: edits.page(store, name, after=mid, limit=50)),
-            "by_len": _best(lambda: edits.page(store, name, sort="-chosen_len",
+    return {"page": _best(lambda: browse.page(store, name, after=mid, limit=50)),
+            "by_len": _best(lambda: browse.page(store, name, sort="-chosen_len",
                                                after=middle, limit=50)),
-            "search": _best(lambda: edits.page(store, name, search="the", limit=50)),
+            "search": _best(lambda: browse.page(store, name, search="the", limit=50)),
             "save": _best(save)}
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dpo_core.evaluation import score_pairs  # noqa: E402
+from dpo_core.evaluation.scoring import score_pairs  # noqa: E402
 from dpo_core.formats import CHILDES_FORMAT  # noqa: E402
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC, model_state, resolve_model  # noqa: E402
 

@@ -20,8 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dpo_core.data.generators import strip_tag  # noqa: E402
-from dpo_core.generation import SamplingSettings, generate, generate_batch  # noqa: E402
+from dpo_core.chat.generate import generate, generate_batch  # noqa: E402
+from dpo_core.chat.sampling import SamplingSettings  # noqa: E402
+from dpo_core.formats import strip_tag  # noqa: E402
 from dpo_core.models import DEFAULT_SPEC, resolve_model  # noqa: E402
 
 PAIRS_CSV = REPO / "assets" / "demo_childes_pairs.csv"

@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def sweep_config(opts, cached: bool):
-    from dpo_core.sweeps import SweepConfig
+    from dpo_core.sweeps.config import SweepConfig
 
     return SweepConfig(
-        name="cached" if cached else "plain", base=str(ROOT / "recipes" / "smoke-tiny.yaml"),
+        name="cached" if cached else "plain", base=str(ROOT / "recipes" / "train" / "smoke-tiny.yaml"),
         set={"model": opts.model, "dataset": "demo-instruct", "max_steps": opts.steps,
              "max_train_pairs": opts.pairs, "per_device_train_batch_size": opts.batch,
              "eval_steps": 0, "sample_prompts": 0, "save_steps": 100_000,
@@ -48,10 +48,10 @@ def run_sweep(opts, cached: bool) -> dict:
     """A fresh workspace, the sweep start to finish; wall time and per-trial final losses."""
     home = Path(tempfile.mkdtemp(prefix=f"dpo-bench-sweep-{'c' if cached else 'p'}-"))
     os.environ["DPO_LAB_HOME"] = str(home)
-    from dpo_core import sweeps
-    from dpo_core.demo_data import seed_workspace
+    from dpo_core.data.demo_datasets import seed_workspace
     from dpo_core.models import resolve_path
     from dpo_core.store import forget_stores, open_store
+    from dpo_core.sweeps.control import start_sweep, wait_sweep
     from dpo_core.workspace import get_workspace
 
     forget_stores()
@@ -59,8 +59,8 @@ def run_sweep(opts, cached: bool) -> dict:
     seed_workspace(store)
     resolve_path(opts.model, get_workspace())  # prepare the model outside the timing
     start = time.perf_counter()
-    sweep_id = sweeps.start_sweep(store, sweep_config(opts, cached))
-    sweep = sweeps.wait_sweep(store, sweep_id, poll=0.5)
+    sweep_id = start_sweep(store, sweep_config(opts, cached))
+    sweep = wait_sweep(store, sweep_id, poll=0.5)
     wall = time.perf_counter() - start
     trials = sweep["trials"]
     return {"wall_s": round(wall, 2), "status": sweep["status"],

@@ -51,15 +51,16 @@ print("RESULT " + json.dumps({"runtime": out.metrics["train_runtime"], "losses":
 
 def lab_run(store, cfg, writer: bool = True) -> dict:
     """Start a lab run and wait; returns runtime and per-step losses."""
-    from dpo_core.training import jobs
+    from dpo_core.training.metrics import read_metrics
+    from dpo_core.training.runs import start_run, wait_run
 
     os.environ["DPO_LAB_BENCH_NO_WRITER"] = "" if writer else "1"
-    run_id = jobs.start_run(store, cfg)
-    run = jobs.wait_run(store, run_id, poll=2.0)  # a light watcher, like a user's terminal
+    run_id = start_run(store, cfg)
+    run = wait_run(store, run_id, poll=2.0)  # a light watcher, like a user's terminal
     if run["status"] != "completed":
         raise SystemExit(f"lab run {run_id} {run['status']}: {run['error_text'][-1500:]}")
     result = run["result"].get("metrics", {})
-    losses = {r["step"]: r["value"] for r in jobs.read_metrics(store, run_id)
+    losses = {r["step"]: r["value"] for r in read_metrics(store, run_id)
               if r["key"] == "loss"}
     return {"id": run_id, "run_dir": run["run_dir"], "runtime": result.get("train_runtime"),
             "losses": losses}
@@ -116,7 +117,7 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="dpo-bench-"))
     os.environ["DPO_LAB_HOME"] = str(home)
-    from dpo_core.demo_data import seed_workspace
+    from dpo_core.data.demo_datasets import seed_workspace
     from dpo_core.store import open_store
     from dpo_core.training.config import RunConfig
 

@@ -35,8 +35,8 @@ def free_port() -> int:
 
 def export_tiny_space(root: Path, queue_size: int, threads: int) -> Path:
     from dpo_core.demo.config import CONFIG_FILE, Limits, load_config, write_config
-    from dpo_core.demo.export import export_space
-    from dpo_core.demo.sample_run import make_sample_run
+    from dpo_core.publish.sample_run import make_sample_run
+    from dpo_core.publish.space_export import export_space
     from dpo_core.store import Store
     from dpo_core.workspace import get_workspace
 

@@ -1,5 +1,5 @@
-"""`python -m dpo_core <verb>`."""
+"""`python -m dpo_core`."""
 
-from .cli import main
+from .cli.main import main
 
 raise SystemExit(main())

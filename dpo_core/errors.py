@@ -7,6 +7,7 @@ class DPOLabError(Exception):
     """Base error. `str(err)` is a full sentence for a user; `fix` is the suggested remedy."""
 
     exit_code = 2
+    field: str | None = None  # the setting at fault, where one is (ConfigError)
 
     def __init__(self, message: str, fix: str | None = None):
         self.message = message
@@ -15,7 +16,14 @@ class DPOLabError(Exception):
 
 
 class ConfigError(DPOLabError):
-    """A configuration value is invalid (names the field, the value and the fix)."""
+    """A configuration value is invalid (names the field, the value and the fix).
+
+    `field` is the (dotted) name of the setting at fault, so a form can show the message next to
+    that widget without reading the text."""
+
+    def __init__(self, message: str, fix: str | None = None, field: str | None = None):
+        super().__init__(message, fix)
+        self.field = field
 
 
 class DataError(DPOLabError):

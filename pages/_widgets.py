@@ -8,9 +8,10 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from dpo_core.bootstrap import bootstrap
 from dpo_core.device import detect_device
 from dpo_core.errors import DPOLabError
+from dpo_core.jobs.lifecycle import active_jobs
+from dpo_core.startup import bootstrap
 from dpo_core.store import open_store
 from dpo_core.workspace import get_workspace
 
@@ -51,19 +52,13 @@ def require_login() -> None:
     st.stop()
 
 
-def running_jobs() -> list[dict]:
-    rows = store().query("SELECT id, name, kind, status, step, total_steps FROM runs "
-                         "WHERE status IN ('running', 'queued') ORDER BY created")
-    return [dict(r) for r in rows]
-
-
 def sidebar() -> None:
     ws = workspace()
     with st.sidebar:
         st.caption("Workspace")
         st.code(str(ws.home), language=None)
         st.caption(f"Device: {device_info().label}")
-        jobs = running_jobs()
+        jobs = active_jobs(store())
         if jobs:
             st.caption("Jobs")
             for job in jobs:

@@ -14,14 +14,11 @@ from dataclasses import replace
 
 import streamlit as st
 
+from dpo_core.chat.cache import ModelCache
+from dpo_core.chat.side_by_side import PairStream, chat_format, format_warning, render_chat
 from dpo_core.errors import DPOLabError
-from dpo_core.generation import (
-    ModelCache,
-    PairStream,
-    chat_format,
-    format_warning,
-    render_chat,
-)
+from dpo_core.training.runs import list_runs
+from dpo_core.workspace import get_workspace
 from pages import _chat_views as views
 from pages._widgets import errors_shown, store, workspace
 
@@ -32,8 +29,6 @@ STREAM_EVERY_S = 0.1  # how often the two growing answers are redrawn
 @st.cache_resource(show_spinner=False)
 def model_cache(home: str) -> ModelCache:
     """The one model cache of this server for a workspace."""
-    from dpo_core.workspace import get_workspace
-
     return ModelCache(get_workspace(home))
 
 
@@ -88,8 +83,6 @@ st.caption("Both models answer each message with the same settings and seed. Vot
            "exchange: a preference becomes a pair for the next run.")
 db = store()
 with errors_shown():
-    from dpo_core.training.jobs import list_runs
-
     specs = views.pick_models(list_runs(db, status="completed"))
     if specs is None:
         st.stop()

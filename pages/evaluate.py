@@ -7,8 +7,8 @@ past evaluation stays comparable. Sections live in pages/_eval_views.py.
 
 import streamlit as st
 
-from dpo_core.evaluation import list_evals
-from dpo_core.jobs import list_jobs
+from dpo_core.evaluation.results import list_evals
+from dpo_core.jobs.lifecycle import list_jobs
 from pages import _eval_views as views
 from pages._widgets import errors_shown, store
 

@@ -7,20 +7,23 @@ survives a closed browser. The progress panel only reads the store.
 from __future__ import annotations
 
 import time
-from dataclasses import fields
 
 import pandas as pd
 import streamlit as st
 
-from dpo_core.data import generators as gen
+from dpo_core.builders import job as builds
+from dpo_core.builders.config import BUILDERS, CHILDES_SYSTEM_PROMPT, GenerateConfig
+from dpo_core.chat.sampling import SamplingSettings
 from dpo_core.data.datasets import list_datasets
-from dpo_core.generation import SamplingSettings
-from dpo_core.jobs import ACTIVE, cancel_job, job_status, list_jobs
+from dpo_core.evaluation.judges import JUDGES
+from dpo_core.fields import field_help
+from dpo_core.jobs.lifecycle import cancel_job, job_status, list_jobs
+from dpo_core.jobs.rows import ACTIVE
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC
 from pages._widgets import errors_shown, store
 
-HELP = {f.name: f.metadata.get("help") for f in fields(gen.GenerateConfig)}
-SAMPLING_HELP = {f.name: f.metadata.get("help") for f in fields(SamplingSettings)}
+HELP = field_help(GenerateConfig)
+SAMPLING_HELP = field_help(SamplingSettings)
 BUILDER_LABELS = {"teacher": "Teacher writes chosen", "weak": "Weak model writes rejected",
                   "best-of-n": "Best-of-N with a judge"}
 
@@ -31,7 +34,7 @@ st.caption("Make a new dataset with a model. The recipe of how it was made is sa
 
 def inputs_form() -> dict:
     """The builder, its prompts and settings, as a GenerateConfig dict."""
-    builder = st.radio("Builder", gen.BUILDERS, format_func=BUILDER_LABELS.get, horizontal=True,
+    builder = st.radio("Builder", BUILDERS, format_func=BUILDER_LABELS.get, horizontal=True,
                        help=HELP["builder"])
     cfg: dict = {"builder": builder}
     left, right = st.columns(2)
@@ -61,13 +64,13 @@ def inputs_form() -> dict:
 
 def builder_settings(builder: str, cfg: dict) -> None:
     if builder == "teacher":
-        cfg["system_prompt"] = st.text_area("System prompt", gen.CHILDES_SYSTEM_PROMPT,
+        cfg["system_prompt"] = st.text_area("System prompt", CHILDES_SYSTEM_PROMPT,
                                             help=HELP["system_prompt"], height=140)
         cfg["teacher_writes"] = st.radio("Generated reply is", ("chosen", "rejected"),
                                          horizontal=True, help=HELP["teacher_writes"])
     if builder == "best-of-n":
         cfg["n"] = int(st.number_input("Candidates per prompt (N)", 2, 16, 4, help=HELP["n"]))
-        cfg["judge"] = st.selectbox("Judge", gen.JUDGES, help=HELP["judge"])
+        cfg["judge"] = st.selectbox("Judge", JUDGES, help=HELP["judge"])
         if cfg["judge"] != "lexicon":
             cfg["judge_model"] = st.text_input("Judge model", help=HELP["judge_model"])
         cfg["min_margin"] = float(st.number_input("Minimum margin", 0.0, value=0.05, step=0.01,
@@ -119,7 +122,7 @@ def progress_panel(job_id: str) -> None:
     if job["status"] in ("cancelled", "failed", "lost") and not r.get("complete"):
         if st.button("Resume", key="resume-job", help="Continue after the last saved chunk."):
             with errors_shown():
-                st.session_state["generate_job"] = gen.start_generate(store(), job["config"])
+                st.session_state["generate_job"] = builds.start_build(store(), job["config"])
                 st.rerun()
     if job["status"] in ("completed", "cancelled") and r.get("dataset"):
         if st.button(f"Open {r['dataset']} in Data", type="primary", key="open-dataset"):
@@ -140,9 +143,9 @@ with errors_shown():
     preview_col, start_col, _ = st.columns([1, 1, 4])
     if preview_col.button("Preview", help="Run the first 3 prompts here; nothing is saved."):
         with st.spinner("Generating the first prompts ..."):
-            st.session_state["generate_preview"] = gen.preview(config, 3, store())
+            st.session_state["generate_preview"] = builds.preview(config, 3, store())
     if start_col.button("Start", type="primary"):
-        st.session_state["generate_job"] = gen.start_generate(store(), config)
+        st.session_state["generate_job"] = builds.start_build(store(), config)
     if "generate_preview" in st.session_state:
         show_preview(st.session_state["generate_preview"])
 

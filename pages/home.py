@@ -1,13 +1,11 @@
 """Home: workspace status, the default model's state, and what to do next."""
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from dpo_core.bootstrap import prepare_status, start_prepare
 from dpo_core.data.datasets import list_datasets
 from dpo_core.models import DEFAULT_SPEC
+from dpo_core.startup import prepare_status, start_prepare
 from pages._widgets import store, workspace
 
 st.title("DPO Lab")
@@ -58,6 +56,5 @@ steps = [
     ("pages/chat.py", "Chat with both models side by side", ":material/forum:"),
 ]
 for page, label, icon in steps:
-    if (Path(__file__).parent.parent / page).is_file():
-        st.page_link(page, label=label, icon=icon)
+    st.page_link(page, label=label, icon=icon)
 st.caption("From a terminal: `python -m dpo_core --help`.")

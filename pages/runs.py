@@ -13,34 +13,35 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from dpo_core.jobs.lifecycle import log_tail, schedule
+from dpo_core.jobs.rows import ACTIVE
+from dpo_core.publish.space_export import export_space
 from dpo_core.training import insights
+from dpo_core.training.external_logs import FORMATS, import_training_log
+from dpo_core.training.history import LiveHistory
+from dpo_core.training.leaderboard import rank_runs
+from dpo_core.training.metrics import last_values_of, read_metrics, read_samples
+from dpo_core.training.runs import cancel_run, delete_run, get_run, list_runs, resume_run
 from pages import _charts as charts
 from pages._widgets import errors_shown, store, workspace
 
-ACTIVE = ("queued", "running")
 STATUS_ICON = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                "completed": ":material/check_circle:", "failed": ":material/error:",
                "cancelled": ":material/stop_circle:", "lost": ":material/help:"}
 
 
-def jobs():
-    from dpo_core.training import jobs as module  # the engine; imported late so the page loads
-
-    return module
-
-
 # ---------------------------------------------------------------------------------------
 # Incremental metric cache: st.session_state["metrics:<run>"] = {live, status, steps_at}
 # ---------------------------------------------------------------------------------------
-def history(run: dict) -> insights.LiveHistory:
+def history(run: dict) -> LiveHistory:
     """The run's metrics, fetching only rows newer than the last one seen."""
     cache_key = f"metrics:{run['id']}"
     entry = st.session_state.get(cache_key)
     resumed = entry and entry["status"] not in ACTIVE and run["status"] in ACTIVE
     if entry is None or resumed:  # a resume deletes rows past its checkpoint: start over
-        entry = {"live": insights.LiveHistory(), "steps_at": {}}
+        entry = {"live": LiveHistory(), "steps_at": {}}
     entry["status"] = run["status"]
-    rows = jobs().read_metrics(store(), run["id"], after_id=entry["live"].last_id)
+    rows = read_metrics(store(), run["id"], after_id=entry["live"].last_id)
     entry["live"].add(rows)
     for row in rows:
         if row["key"] == "loss":
@@ -66,7 +67,7 @@ def throughput(run: dict) -> tuple[float | None, float | None]:
 # The runs table and its actions
 # ---------------------------------------------------------------------------------------
 def runs_table(runs: list[dict]) -> pd.DataFrame:
-    finals = insights.latest_metrics(store())
+    finals = last_values_of(store(), [r["id"] for r in runs])
     rows = []
     for r in runs:
         cfg, m = r["config"], finals.get(r["id"], {})
@@ -97,11 +98,11 @@ def actions(run: dict) -> None:
     cols = st.columns(4)
     with errors_shown():
         if cols[0].button("Stop", disabled=run["status"] not in ACTIVE, icon=":material/stop:"):
-            jobs().cancel_run(store(), run["id"], wait=False)
+            cancel_run(store(), run["id"], wait=False)
             st.toast("Stopping: the run finishes its step and writes a checkpoint.")
         can_resume = run["status"] in ("failed", "cancelled", "lost") and not run["read_only"]
         if cols[1].button("Resume", disabled=not can_resume, icon=":material/play_arrow:"):
-            jobs().resume_run(store(), run["id"])
+            resume_run(store(), run["id"])
             st.rerun()
         if cols[2].button("Clone", disabled=bool(run["read_only"]), icon=":material/content_copy:"):
             st.session_state["clone_run_id"] = run["id"]
@@ -113,7 +114,7 @@ def actions(run: dict) -> None:
                        "its folder (checkpoints, final model)? This cannot be undone.")
             yes, no = st.columns(2)
             if yes.button("Yes, delete", type="primary"):
-                jobs().delete_run(store(), run["id"])
+                delete_run(store(), run["id"])
                 st.session_state.pop("confirm_delete", None)
                 st.session_state.pop(f"metrics:{run['id']}", None)
                 st.rerun()
@@ -135,8 +136,6 @@ def space_export(run: dict) -> None:
         st.caption("A Gradio app with the baseline and this run side by side, with vote buttons; "
                    "it runs locally and deploys as a Hugging Face Space.")
         if st.button("Export as Space", key=f"space:{run['id']}", icon=":material/ios_share:"):
-            from dpo_core.demo.export import export_space
-
             with errors_shown(), st.spinner("Writing the Space folder ..."):
                 result = export_space(store(), run["id"], out, overwrite=True)
                 st.success(f"Wrote {len(result.files)} files.")
@@ -156,14 +155,14 @@ def space_export(run: dict) -> None:
 # The run view
 # ---------------------------------------------------------------------------------------
 def run_view(run_id: str) -> None:
-    run = jobs().get_run(store(), run_id)
+    run = get_run(store(), run_id)
     h = history(run)
     progress_panel(run)
     if run["status"] in ("failed", "lost"):
         first = (run["error_text"] or "No error text recorded.").strip().splitlines()[0]
         st.error(f"**{run['status'].capitalize()}** ({run['error_kind'] or 'unknown'}): {first}")
         st.info(f"**What to try:** {insights.failure_advice(run['error_kind'])}")
-    for note in h.notes():
+    for note in insights.live_notes(h):
         show = st.error if note.severity == "error" else st.warning
         show(f"**{note.title}.** {note.text}\n\n**Try:** {note.fix}")
     smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key=f"smooth:{run_id}",
@@ -187,9 +186,9 @@ def run_view(run_id: str) -> None:
     samples_panel(run)
     if run["run_dir"]:
         with st.expander("Log (tail of worker.log)"):
-            st.code(jobs().log_tail(run["run_dir"], 40) or "(empty)", language=None)
+            st.code(log_tail(run["run_dir"], 40) or "(empty)", language=None)
     if run["status"] in ACTIVE:
-        jobs().schedule(store())
+        schedule(store())
 
 
 def progress_panel(run: dict) -> None:
@@ -213,7 +212,7 @@ def progress_panel(run: dict) -> None:
 
 
 def samples_panel(run: dict) -> None:
-    samples = jobs().read_samples(store(), run["id"])
+    samples = read_samples(store(), run["id"])
     with st.expander(f"Sample generations ({len(samples)})"):
         if not samples:
             st.caption("No samples yet (written every `sample_every` steps and at the end).")
@@ -227,7 +226,7 @@ def samples_panel(run: dict) -> None:
 def live_view(run_id: str) -> None:
     """Redrawn every 2 s from the store; a full rerun when the run reaches a final status."""
     run_view(run_id)
-    if jobs().get_run(store(), run_id)["status"] not in ACTIVE:
+    if get_run(store(), run_id)["status"] not in ACTIVE:
         st.rerun()
 
 
@@ -259,7 +258,7 @@ def compare_tab(runs: list[dict]) -> None:
 
 
 def leaderboard_tab(runs: list[dict]) -> None:
-    finals = insights.latest_metrics(store())
+    finals = last_values_of(store(), [r["id"] for r in runs])
     done = [{"id": r["id"], "name": r["name"], "params": r["config"],
              "metrics": finals.get(r["id"], {}),
              "runtime": (r["finished"] - r["started"]) if r["finished"] and r["started"] else None}
@@ -268,12 +267,10 @@ def leaderboard_tab(runs: list[dict]) -> None:
         st.caption("No finished runs yet.")
         return
     st.caption("Finished runs, best first: `eval_rewards/accuracies` (higher), then `eval_loss`.")
-    st.dataframe(pd.DataFrame(insights.leaderboard(done)), hide_index=True)
+    st.dataframe(pd.DataFrame(rank_runs(done)), hide_index=True)
 
 
 def import_tab() -> None:
-    from dpo_core.training.external import FORMATS, import_training_log
-
     st.caption(f"Accepted: {FORMATS}. The log becomes a read-only run.")
     with st.form("import-log"):
         upload = st.file_uploader("Log file", type=["csv", "tsv", "json", "jsonl"])
@@ -301,8 +298,8 @@ def import_tab() -> None:
 # ---------------------------------------------------------------------------------------
 st.title("Runs")
 with errors_shown():
-    jobs().schedule(store())  # marks dead workers lost, launches queued runs
-runs = jobs().list_runs(store())
+    schedule(store())  # marks dead jobs lost, launches queued runs
+runs = list_runs(store())
 tab_runs, tab_compare, tab_board, tab_import = st.tabs(
     ["Runs", "Compare", "Leaderboard", "Import log"])
 with tab_runs:

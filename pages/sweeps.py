@@ -4,18 +4,19 @@ leaderboard, parallel coordinates, parameter importance and metric-vs-value char
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 import yaml
 
-from dpo_core import sweeps
+from dpo_core.fields import field_help
+from dpo_core.publish.model_export import export_run
+from dpo_core.recipes import recipe_names, recipe_path
+from dpo_core.sweeps import control, report
+from dpo_core.sweeps.config import DISTRIBUTIONS, GOALS, METHODS, SweepConfig
 from pages._widgets import errors_shown, store
 
-REPO = Path(__file__).resolve().parents[1]
-ACTIVE = ("running", "pausing", "created")
-HELP = sweeps.field_help()
+HELP = field_help(SweepConfig)
 DEFAULT_PARAMS = pd.DataFrame([
     {"key": "learning_rate", "distribution": "loguniform", "values": "", "min": 1e-4, "max": 1e-2},
     {"key": "beta", "distribution": "choice", "values": "0.05, 0.1, 0.3", "min": None,
@@ -26,16 +27,6 @@ DEFAULT_PARAMS = pd.DataFrame([
 # ---------------------------------------------------------------------------------------
 # Form
 # ---------------------------------------------------------------------------------------
-def recipes() -> list[str]:
-    """Training recipes (sweep and builder files left out)."""
-    out = []
-    for p in sorted((REPO / "recipes").glob("*.yaml")):
-        data = yaml.safe_load(p.read_text()) or {}
-        if not ({"builder", "parameters"} & set(data)):
-            out.append(str(p.relative_to(REPO)))
-    return out
-
-
 def parameters_from_table(table: pd.DataFrame) -> dict:
     """The parameters mapping of a SweepConfig from the form's table rows."""
     out = {}
@@ -56,18 +47,18 @@ def form() -> None:
     with st.form("sweep_form"):
         c = st.columns([2, 1, 1])
         name = c[0].text_input("Name", "sweep", help=HELP["name"])
-        base = c[1].selectbox("Base recipe", recipes(), help=HELP["base"])
+        base = c[1].selectbox("Base recipe", recipe_names("train"), help=HELP["base"])
         dataset = c[2].text_input("Dataset (base)", "", help="Fixes the base config's dataset; "
                                   "'' keeps the recipe's.")
         st.caption("Parameters: dotted RunConfig keys (`lora.r`) or `dataset`; choice takes "
                    "comma-separated values, the others min and max.")
         table = st.data_editor(DEFAULT_PARAMS, num_rows="dynamic", key="sweep_params",
                                column_config={"distribution": st.column_config.SelectboxColumn(
-                                   options=list(sweeps.DISTRIBUTIONS), required=True)})
+                                   options=list(DISTRIBUTIONS), required=True)})
         c = st.columns(5)
-        method = c[0].selectbox("Method", sweeps.METHODS, index=1, help=HELP["method"])
+        method = c[0].selectbox("Method", METHODS, index=1, help=HELP["method"])
         metric = c[1].text_input("Metric", "eval_rewards/accuracies", help=HELP["metric"])
-        goal = c[2].selectbox("Goal", sweeps.GOALS, help=HELP["goal"])
+        goal = c[2].selectbox("Goal", GOALS, help=HELP["goal"])
         budget = c[3].number_input("Budget (runs)", 1, 500, 4, help=HELP["budget"])
         prune = c[4].number_input("Prune at step", 0, 100000, 0, help=HELP["prune_at_step"])
         fixed = st.text_input("Fixed overrides (YAML mapping)", "{max_steps: 3, eval_steps: 3}",
@@ -79,11 +70,11 @@ def form() -> None:
         overrides = yaml.safe_load(fixed or "{}") or {}
         if dataset.strip():
             overrides["dataset"] = dataset.strip()
-        cfg = sweeps.SweepConfig(name=name, base=str(REPO / base), set=overrides,
+        cfg = SweepConfig(name=name, base=str(recipe_path("train", base)), set=overrides,
                                  parameters=parameters_from_table(table), method=method,
                                  metric=metric, goal=goal, budget=int(budget),
                                  prune_at_step=int(prune))
-        st.session_state["sweep_id"] = sweeps.start_sweep(store(), cfg)
+        st.session_state["sweep_id"] = control.start_sweep(store(), cfg)
         st.rerun()
 
 
@@ -93,7 +84,7 @@ def form() -> None:
 def pick(items: list[dict]) -> dict | None:
     if not items:
         st.info("No sweeps yet: start one above, or `python -m dpo_core sweep "
-                "recipes/sweep-tiny-random.yaml`.")
+                "recipes/sweeps/tiny-random.yaml`.")
         return None
     labels = {f"{s['name']} · {s['status']} · {s['id']}": s["id"] for s in items}
     ids = list(labels.values())
@@ -106,12 +97,12 @@ def pick(items: list[dict]) -> dict | None:
 @st.fragment(run_every=3.0)
 def live(sweep_id: str) -> None:
     """Progress of a running sweep, refreshed every few seconds while it runs."""
-    sweep = sweeps.get_sweep(store(), sweep_id)
+    sweep = control.get_sweep(store(), sweep_id)
     cfg = sweep["config"]
-    done = sum(t["status"] in sweeps.FINAL_TRIAL for t in sweep["trials"])
+    done = sum(t["status"] in control.FINAL_TRIAL for t in sweep["trials"])
     st.progress(min(1.0, done / max(1, cfg["budget"])),
                 f"{sweep['status']}: {done}/{cfg['budget']} runs finished")
-    if sweep["status"] not in ACTIVE and st.session_state.get("sweep_live") == sweep_id:
+    if sweep["status"] not in control.RUNNING and st.session_state.get("sweep_live") == sweep_id:
         st.session_state["sweep_live"] = None
         st.rerun()  # finished: redraw the whole page once with the results
 
@@ -121,16 +112,16 @@ def actions(sweep: dict) -> None:
     with errors_shown():
         if sweep["status"] in ("running", "pausing"):
             if c[0].button("Pause after this run", disabled=sweep["status"] == "pausing"):
-                sweeps.pause_sweep(store(), sweep["id"])
+                control.pause_sweep(store(), sweep["id"])
                 st.rerun()
         elif len(sweep["trials"]) < sweep["config"]["budget"]:
             if c[0].button("Resume"):
-                sweeps.resume_sweep(store(), sweep["id"])
+                control.resume_sweep(store(), sweep["id"])
                 st.rerun()
         more = c[1].number_input("New budget", sweep["config"]["budget"] + 1, 1000,
                                  sweep["config"]["budget"] + 2, label_visibility="collapsed")
         if c[2].button("Extend budget"):
-            sweeps.extend_sweep(store(), sweep["id"], int(more))
+            control.extend_sweep(store(), sweep["id"], int(more))
             st.rerun()
 
 
@@ -174,7 +165,7 @@ def parallel_figure(sweep: dict, rows: list[dict]) -> dict | None:
 
 
 def importance_figure(sweep: dict) -> dict | None:
-    imp = sweeps.importance(sweep)
+    imp = report.importance(sweep)
     if not imp:
         return None
     keys = sorted(imp, key=imp.get)
@@ -186,7 +177,7 @@ def dataset_figure(sweep: dict) -> dict | None:
     """The metric against the swept dataset (e.g. noise level), mean and range over seeds."""
     if "dataset" not in sweep["config"]["parameters"]:
         return None
-    summary = sweeps.dataset_summary(sweep)
+    summary = report.metric_by_dataset(sweep)
     if not summary:
         return None
     xs = [s["dataset"] for s in summary]
@@ -200,7 +191,7 @@ def dataset_figure(sweep: dict) -> dict | None:
 
 
 def best_actions(sweep: dict) -> None:
-    best = sweeps.best_trial(sweep)
+    best = report.best_trial(sweep)
     if not best:
         return
     st.success(f"Best: {best['name']} (run {best['run_id']}), "
@@ -214,14 +205,12 @@ def best_actions(sweep: dict) -> None:
         st.switch_page("pages/chat.py")
     if c[2].button("Export", key="best_export"):
         with errors_shown():
-            from dpo_core.training.jobs import export_run
-
             out = export_run(store(), best["run_id"], merge=True)
             st.success(f"Exported to {out['path']}")
 
 
 def show_sweep(sweep: dict) -> None:
-    if sweep["status"] in ACTIVE:
+    if sweep["status"] in control.RUNNING:
         st.session_state["sweep_live"] = sweep["id"]
         live(sweep["id"])
     else:
@@ -232,7 +221,7 @@ def show_sweep(sweep: dict) -> None:
     if sweep.get("error"):
         st.error(sweep["error"])
     actions(sweep)
-    rows = sweeps.leaderboard(sweep)
+    rows = report.leaderboard(sweep)
     if not rows:
         st.caption("No runs recorded yet.")
         return
@@ -256,6 +245,6 @@ st.title("Sweeps")
 with st.expander("New sweep", expanded=not st.session_state.get("sweep_id")):
     form()
 with errors_shown():
-    chosen = pick(sweeps.list_sweeps(store()))
+    chosen = pick(control.list_sweeps(store()))
     if chosen:
         show_sweep(chosen)

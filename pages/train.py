@@ -4,20 +4,22 @@ resource estimate; Launch queues the run and opens its live view on the Runs pag
 from __future__ import annotations
 
 import copy
-import re
 import typing
-from pathlib import Path
 
 import streamlit as st
 import yaml
 
+from dpo_core.data.checks import run_checks
 from dpo_core.data.datasets import list_datasets
 from dpo_core.errors import ConfigError, DPOLabError
-from dpo_core.models import DEFAULT_SPEC, TINY_SPEC
+from dpo_core.fields import field_help
+from dpo_core.models import DEFAULT_SPEC, TINY_SPEC, prepared_folders
+from dpo_core.recipes import recipe_names, recipe_path
 from dpo_core.training import config as rc
+from dpo_core.training.estimate import estimate
+from dpo_core.training.runs import finished_model_specs, list_runs, start_run
 from pages._widgets import errors_shown, store, workspace
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 GROUPS = {
     "Model": ["prompt_format"],
     "Data": ["train_split", "eval_split", "max_train_pairs", "max_eval_pairs", "max_length",
@@ -35,7 +37,7 @@ GROUPS = {
 SCHEDULERS = ["linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts",
               "polynomial", "inverse_sqrt"]
 FOLDER, HUB = "A local folder ...", "A hub id ..."
-HELP = rc.field_help()
+HELP = field_help(rc.RunConfig)
 
 
 def choices(name: str) -> list[str] | None:
@@ -109,49 +111,23 @@ def parse(name: str, raw):
     return raw
 
 
-def field_of(message: str) -> str | None:
-    """The field an error message is about: its first word, else the first field it mentions."""
-    known = sorted(HELP, key=len, reverse=True)
-    head = re.match(r"(?:Unknown config field ')?([a-z_]+(?:\.[a-z_]+)?)", message)
-    if head and head.group(1) in HELP:
-        return head.group(1)
-    hits = [(m.start(), f) for f in known for m in re.finditer(rf"\b{re.escape(f)}\b", message)]
-    return min(hits)[1] if hits else None
-
-
 # ---------------------------------------------------------------------------------------
 # Where the form starts: defaults, a recipe, or a past run
 # ---------------------------------------------------------------------------------------
-def training_recipes() -> list[str]:
-    """Names of the run recipes in recipes/: pair-builder (`builder:`) and sweep (`parameters:`)
-    configs are other kinds, read by `dpo_core generate` and `dpo_core sweep`."""
-    out = []
-    for path in sorted(RECIPES.glob("*.yaml")):
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError:
-            data = {}  # listed anyway: loading it names the YAML error and the fix
-        if not (isinstance(data, dict) and {"builder", "parameters"} & set(data)):
-            out.append(path.stem)
-    return out
-
-
 def load_recipe(name: str) -> dict:
     """A recipe's RunConfig as a dict; a recipe that does not load is named with the fix."""
     try:
-        return rc.RunConfig.load(RECIPES / f"{name}.yaml").to_dict()
+        return rc.RunConfig.load(recipe_path("train", name)).to_dict()
     except ConfigError as exc:
-        st.error(f"Recipe **{name}** (recipes/{name}.yaml) is not a valid run config: "
+        st.error(f"Recipe **{name}** (recipes/train/{name}.yaml) is not a valid run config: "
                  f"{exc.message}\n\n**Fix:** {exc.fix or 'correct the recipe file.'} "
                  "Or pick another recipe.")
         st.stop()
 
 
 def starting_point() -> tuple[str, dict]:
-    from dpo_core.training.jobs import list_runs
-
-    runs = [r for r in list_runs(store()) if r["kind"] == "train"]
-    recipes = training_recipes()
+    runs = list_runs(store(), kinds=("train",))
+    recipes = recipe_names("train")
     clone = st.session_state.pop("clone_run_id", None)
     if clone:
         st.session_state["train_source"] = "Clone a past run"
@@ -177,10 +153,8 @@ def starting_point() -> tuple[str, dict]:
 
 
 def model_picker(value: str, prefix: str) -> str:
-    ws = workspace()
-    builtin = {"smollm2-135m-instruct", "tiny"}
-    local = sorted(str(p) for p in ws.models.glob("*") if p.is_dir() and p.name not in builtin)
-    finished = [f"run:{p.parent.name}" for p in sorted(ws.runs.glob("*/final"))]
+    local = prepared_folders(workspace())
+    finished = finished_model_specs(store())
     options = [DEFAULT_SPEC, TINY_SPEC, *local, *finished, FOLDER, HUB]
     if value not in options:
         options.insert(0, value)
@@ -214,10 +188,6 @@ def dataset_picker(value: str, prefix: str) -> str:
 
 def checks_summary(ds: dict) -> None:
     """The dataset's failing checks (cached per dataset and pair count)."""
-    try:
-        from dpo_core.data.checks import run_checks
-    except ImportError:
-        return
     cache_key = f"checks:{ds['id']}:{ds['pairs']}"
     if cache_key not in st.session_state:
         st.session_state[cache_key] = run_checks(store(), ds["id"])
@@ -231,15 +201,10 @@ def checks_summary(ds: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# The resource estimate (from the engine's estimate module when it is there)
+# The resource estimate
 # ---------------------------------------------------------------------------------------
 def estimate_panel(cfg: rc.RunConfig) -> None:
     """Memory by part (reference model included), time per step, and the fix when it won't fit."""
-    try:
-        from dpo_core.training.estimate import estimate
-    except ImportError:
-        st.caption("Resource estimate: not available in this version.")
-        return
     try:
         est = estimate(cfg, workspace())
     except Exception as exc:  # noqa: BLE001 - an estimate must never block the form
@@ -293,8 +258,7 @@ if "_bad" not in values:
     except DPOLabError as exc:
         problem = exc
 if problem is not None:
-    where = field_of(problem.message)
-    target = spots.get(where) or st
+    target = spots.get(problem.field) or st
     target.error(f"{problem.message}\n\n**Fix:** {problem.fix}" if problem.fix else problem.message)
 
 st.subheader("Resources")
@@ -304,8 +268,6 @@ if cfg is not None and problem is None:
         st.code(cfg.to_yaml(), language="yaml")
 if st.button("Launch", type="primary", disabled=cfg is None or problem is not None,
              icon=":material/rocket_launch:"):
-    from dpo_core.training.jobs import start_run
-
     with errors_shown(), st.spinner("Freezing the run folder and queueing ..."):
         run_id = start_run(store(), cfg, workspace())
         st.session_state["run_id"] = run_id

@@ -1,7 +1,3 @@
-"""Preference data: datasets and pairs, import/export, edits, checks and transforms."""
-
-from .datasets import Dataset, Pair, create_dataset, get_dataset, insert_pairs, list_datasets
-from .io import export_pairs, import_pairs
-
-__all__ = ["Dataset", "Pair", "create_dataset", "export_pairs", "get_dataset", "import_pairs",
-           "insert_pairs", "list_datasets"]
+"""Preference data: datasets and pairs in the store, import and export, browsing, edits with
+undo, checks, derived datasets (split, noise, dedupe, filter, sample), transcripts turned into
+minimal pairs, statistics, and the demo datasets a fresh workspace starts with."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+from ..formats import leading_tag
 from ..store import Store
 from .datasets import get_dataset
 
-SPEAKER_TAG = re.compile(r"\s*(\*[A-Z][A-Z0-9]{1,5}:)")
 CHECKS = ("identical", "empty", "duplicate", "swapped", "speaker_tag", "length_imbalance",
           "too_long")
 _SQL = {
@@ -59,11 +59,6 @@ def _duplicates(rows) -> tuple[list[int], list[int]]:
     swapped = [r["id"] for r in rows if (r["prompt"], r["rejected"], r["chosen"]) in seen
                and r["chosen"] != r["rejected"]]
     return duplicate, swapped
-
-
-def leading_tag(text: str) -> str | None:
-    match = SPEAKER_TAG.match(text)
-    return match.group(1) if match else None
 
 
 def _speaker_tag(store: Store, dataset_id: int, rows, reference) -> list[int]:

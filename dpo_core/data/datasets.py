@@ -120,21 +120,27 @@ def list_datasets(store: Store) -> list[dict]:
     return out
 
 
+INSERT_PAIR = ("INSERT INTO pairs(dataset_id, prompt, chosen, rejected, split, source, tags, "
+               "flags, note, meta_json, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _pair_row(dataset_id: int, p: Pair, t: float) -> tuple:
+    return (dataset_id, p.prompt, p.chosen, p.rejected, p.split, p.source, dumps(p.tags),
+            dumps(p.flags), p.note, dumps(p.meta), t, t)
+
+
 def insert_pairs(store: Store, dataset_id: int, pairs: Iterable[Pair]) -> int:
     """Insert pairs in one transaction (all or nothing); returns how many were written."""
     t = now()
-    rows = (
-        (dataset_id, p.prompt, p.chosen, p.rejected, p.split, p.source, dumps(p.tags),
-         dumps(p.flags), p.note, dumps(p.meta), t, t)
-        for p in pairs
-    )
     with store.write() as conn:
-        cur = conn.executemany(
-            "INSERT INTO pairs(dataset_id, prompt, chosen, rejected, split, source, tags, flags,"
-            " note, meta_json, created, updated) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
-            rows,
-        )
+        cur = conn.executemany(INSERT_PAIR, (_pair_row(dataset_id, p, t) for p in pairs))
     return cur.rowcount
+
+
+def insert_pair(store: Store, dataset_id: int, pair: Pair) -> int:
+    """Insert one pair; returns its id."""
+    with store.write() as conn:
+        return conn.execute(INSERT_PAIR, _pair_row(dataset_id, pair, now())).lastrowid
 
 
 def count_pairs(store: Store, dataset_id: int, split: str | None = None) -> int:
@@ -143,6 +149,41 @@ def count_pairs(store: Store, dataset_id: int, split: str | None = None) -> int:
                             (dataset_id,))
     return store.scalar("SELECT COUNT(*) FROM pairs WHERE dataset_id=? AND deleted=0 AND split=?",
                         (dataset_id, split))
+
+
+def split_counts(store: Store, dataset_id: int) -> dict[str, int]:
+    """Live pairs per split, e.g. {"train": 900, "eval": 100}."""
+    rows = store.query("SELECT split, COUNT(*) AS n FROM pairs WHERE dataset_id=? AND deleted=0 "
+                       "GROUP BY split ORDER BY split", (dataset_id,))
+    return {r["split"]: r["n"] for r in rows}
+
+
+def dataset_names(store: Store) -> list[str]:
+    """Every dataset's name, oldest first."""
+    return [r["name"] for r in store.query("SELECT name FROM datasets ORDER BY id")]
+
+
+def dataset_version(store: Store, dataset_id: int, split: str) -> dict:
+    """{"n": live pairs, "at": last change} of a split: changes whenever its pairs do."""
+    return dict(store.query_one("SELECT count(*) AS n, max(updated) AS at FROM pairs "
+                                "WHERE dataset_id=? AND split=? AND deleted=0",
+                                (dataset_id, split)))
+
+
+def dataset_names_by_id(store: Store) -> dict[int, str]:
+    """{dataset id: name} of every dataset."""
+    return {r["id"]: r["name"] for r in store.query("SELECT id, name FROM datasets")}
+
+
+def pair_texts(store: Store, ids: list[int]) -> dict[int, dict]:
+    """{pair id: {prompt, chosen, rejected}} of the given pairs (deleted ones too)."""
+    texts = {}
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        for p in store.query(f"SELECT id, prompt, chosen, rejected FROM pairs WHERE id IN "
+                             f"({','.join('?' * len(chunk))})", tuple(chunk)):
+            texts[p["id"]] = {k: p[k] for k in PAIR_FIELDS}
+    return texts
 
 
 def iter_pairs(store: Store, dataset_id: int, split: str | None = None,
@@ -161,6 +202,16 @@ def iter_pairs(store: Store, dataset_id: int, split: str | None = None,
         for row in rows:
             yield pair_from_row(row)
         last = rows[-1]["id"]
+
+
+def update_recipe(store: Store, dataset_id: int, **changes) -> dict:
+    """Set keys of a dataset's recipe (read and written in one transaction); returns it."""
+    with store.write() as conn:
+        raw = conn.execute("SELECT recipe_json FROM datasets WHERE id=?",
+                           (dataset_id,)).fetchone()[0]
+        recipe = {**json.loads(raw or "{}"), **changes}
+        conn.execute("UPDATE datasets SET recipe_json=? WHERE id=?", (dumps(recipe), dataset_id))
+    return recipe
 
 
 def delete_dataset(store: Store, name_or_id: str | int) -> None:

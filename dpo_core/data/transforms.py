@@ -6,9 +6,9 @@ import random
 
 from ..errors import DataError
 from ..store import Store
+from .browse import fts_query
 from .checks import run_checks
 from .datasets import Dataset, create_dataset, get_dataset
-from .edits import fts_query
 
 _COPY = ("prompt, chosen, rejected, split, source, tags, flags, note, meta_json, created, "
          "updated")

@@ -1,9 +1,9 @@
 """The demo's models: baseline and fine-tuned, loaded once at start, answering with streaming.
 
 Copied into exported Space folders, so it imports only torch, transformers, peft and this package
-(no `dpo_core`; export copies `dpo_core/kernels.py` over the `kernels.py` shim here). Prompt
-rendering follows `dpo_core.formats.PromptFormat` (same dict shape; a lab test checks both
-render the same text). A LoRA run shares one copy of the base weights: the
+(no other `dpo_core` module). Prompt rendering, the stop rule and the sampling settings follow
+`dpo_core.formats.PromptFormat` and `dpo_core.chat` (same dict shapes; a parity test checks both
+render and cut the same text). A LoRA run shares one copy of the base weights: the
 baseline side runs with the adapter disabled, under a lock so two requests never race on it.
 """
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ..store import Store, now
+from ..store import Store
 from .checkpoints import mark_complete
+from .metrics import write_metrics
 
 PROGRESS_EVERY_S = 1.0  # the runs row is updated at most this often (heartbeat + step)
 
@@ -21,31 +21,14 @@ class SimulatedOOM(RuntimeError):
         super().__init__(f"CUDA out of memory (simulated at step {step}). Tried to allocate 2.00 GiB")
 
 
-def write_metrics(store: Store, run_id: str, step: int, logs: dict, at: float | None = None) -> int:
-    """Upsert one log record: TRL keys verbatim, `eval_*` keys in split 'eval'; returns rows."""
-    at = at or now()
-    rows = []
-    for key, value in logs.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        value = float(value)
-        split = "eval" if key.startswith("eval_") else "train"
-        rows.append((run_id, step, split, key, value if math.isfinite(value) else None, at))
-    if rows:
-        with store.write() as conn:
-            # REPLACE gives the row a new id, so incremental readers (after_id) see rewritten values
-            conn.executemany("INSERT OR REPLACE INTO metrics(run_id, step, split, key, value, at) "
-                             "VALUES(?,?,?,?,?,?)", rows)
-    return len(rows)
-
-
 class LabCallback(TrainerCallback):
     """Writes every logged metric (plus tokens/s), progress, samples and checkpoint markers."""
 
-    def __init__(self, store: Store, run_id: str, *, stop_flag=None, sampler=None,
+    def __init__(self, store: Store, run_id: str, *, progress=None, stop_flag=None, sampler=None,
                  sample_every: int = 0, oom_at_step: int = 0, step_delay: float = 0.0,
                  write: bool = True, metrics: bool = True):
         self.store, self.run_id = store, run_id
+        self.report = progress or (lambda step, total: None)  # the job's progress
         self.stop_flag = stop_flag or (lambda: False)
         self.sampler = sampler
         self.sample_every = sample_every
@@ -82,9 +65,7 @@ class LabCallback(TrainerCallback):
         if not force and t - self._last_progress < PROGRESS_EVERY_S:
             return
         self._last_progress = t
-        with self.store.write() as conn:
-            conn.execute("UPDATE runs SET step=?, total_steps=?, heartbeat=? WHERE id=?",
-                         (step, total, now(), self.run_id))
+        self.report(step, total)
 
     # -- metrics --------------------------------------------------------------------------
     def on_log(self, args, state, control, logs=None, **kw):
@@ -116,10 +97,3 @@ class LabCallback(TrainerCallback):
 
     def _main(self, state) -> bool:
         return self.write and state.is_world_process_zero
-
-
-def write_sample(store: Store, run_id: str, step: int, prompt: str, completion: str) -> None:
-    with store.write() as conn:
-        conn.execute("INSERT INTO samples(run_id, step, prompt, completion, at) VALUES(?,?,?,?,?)",
-                     (run_id, step, prompt, completion, now()))
-

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import typing
-from dataclasses import dataclass, field
-from functools import cache, lru_cache
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
-from ..errors import ConfigError
-from ..models import DEFAULT_SPEC
+from ..data.datasets import count_pairs, get_dataset, split_counts
+from ..device import detect_device
+from ..errors import ConfigError, ModelError, NotFoundError
+from ..fields import build, check, setting
+from ..formats import PromptFormat
+from ..models import DEFAULT_SPEC, resolve_path
 
 METHODS = ("full", "lora", "qlora")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -22,27 +25,14 @@ REPORTERS = ("wandb", "tensorboard", "trackio")
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def _f(default, help: str, **kw):
-    """A dataclass field with help text (the Train page shows it as widget help)."""
-    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
-        return field(default_factory=lambda: _copy(default), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
-
-
-def _copy(value):
-    import copy
-
-    return copy.deepcopy(value)
-
-
 @dataclass
 class LoraSettings:
     """LoRA adapter shape (used by method lora and qlora)."""
 
-    r: int = _f(16, "LoRA rank: size of the low-rank update. 8-64 is typical.")
-    alpha: float = _f(32.0, "LoRA scaling numerator (update is scaled by alpha / r). Often 2 x r.")
-    dropout: float = _f(0.05, "Dropout on the LoRA input, in [0, 1).")
-    target_modules: list[str] | str = _f(
+    r: int = setting(16, "LoRA rank: size of the low-rank update. 8-64 is typical.")
+    alpha: float = setting(32.0, "LoRA scaling numerator (update is scaled by alpha / r). Often 2 x r.")
+    dropout: float = setting(0.05, "Dropout on the LoRA input, in [0, 1).")
+    target_modules: list[str] | str = setting(
         "all-linear", "Modules that get adapters: 'all-linear', or a list such as [q_proj, v_proj].")
 
 
@@ -50,60 +40,60 @@ class LoraSettings:
 class DebugSettings:
     """Testing hooks; leave at 0 for real runs."""
 
-    oom_at_step: int = _f(0, "Testing only: raise a simulated out-of-memory error at this step.")
-    step_delay: float = _f(0.0, "Testing only: sleep this many seconds after each step.")
+    oom_at_step: int = setting(0, "Testing only: raise a simulated out-of-memory error at this step.")
+    step_delay: float = setting(0.0, "Testing only: sleep this many seconds after each step.")
 
 
 @dataclass
 class RunConfig:
     """Everything one DPO run needs; frozen as config.yaml in the run folder."""
 
-    name: str = _f("", "A label for the run (shown in the runs list).")
-    model: str = _f(DEFAULT_SPEC, "Model spec: a folder, a hub id, builtin:..., or run:<id>.")
-    dataset: str = _f("", "Dataset name (or id) in this workspace.")
-    train_split: str = _f("train", "Split of the dataset to train on.")
-    eval_split: str = _f("eval", "Split used for evaluation during training; '' for none.")
-    prompt_format: str | dict = _f(
+    name: str = setting("", "A label for the run (shown in the runs list).")
+    model: str = setting(DEFAULT_SPEC, "Model spec: a folder, a hub id, builtin:..., or run:<id>.")
+    dataset: str = setting("", "Dataset name (or id) in this workspace.")
+    train_split: str = setting("train", "Split of the dataset to train on.")
+    eval_split: str = setting("eval", "Split used for evaluation during training; '' for none.")
+    prompt_format: str | dict = setting(
         "auto", "'auto' (the dataset's, else the model's), or a format such as "
                 "{kind: plain, template: '{prompt}', separator: ' '}.")
-    max_train_pairs: int = _f(0, "Use only the first N train pairs (0 = all).")
-    max_eval_pairs: int = _f(0, "Use only the first N eval pairs (0 = all).")
-    method: str = _f("lora", "Training type: full (all weights), lora, or qlora (4-bit, CUDA only).")
-    lora: LoraSettings = _f(LoraSettings(), "LoRA adapter settings (lora and qlora).")
-    loss_type: str = _f("sigmoid", "DPO loss: any loss the installed TRL accepts "
+    max_train_pairs: int = setting(0, "Use only the first N train pairs (0 = all).")
+    max_eval_pairs: int = setting(0, "Use only the first N eval pairs (0 = all).")
+    method: str = setting("lora", "Training type: full (all weights), lora, or qlora (4-bit, CUDA only).")
+    lora: LoraSettings = setting(LoraSettings(), "LoRA adapter settings (lora and qlora).")
+    loss_type: str = setting("sigmoid", "DPO loss: any loss the installed TRL accepts "
                                    "(sigmoid, ipo, hinge, robust, ...).")
-    beta: float = _f(0.1, "Strength of the pull towards the reference model (higher = stay closer).")
-    label_smoothing: float = _f(0.0, "Assumed label noise for robust/exo losses, in [0, 0.5).")
-    learning_rate: float = _f(5e-6, "Peak learning rate.")
-    lr_scheduler_type: str = _f("linear", "Scheduler: linear, cosine, constant, ...")
-    warmup_steps: int = _f(0, "Warm-up steps (used when > 0; else warmup_ratio).")
-    warmup_ratio: float = _f(0.0, "Warm-up as a fraction of all steps, in [0, 1).")
-    per_device_train_batch_size: int = _f(4, "Pairs per device per forward pass.")
-    per_device_eval_batch_size: int = _f(4, "Pairs per device per evaluation pass.")
-    gradient_accumulation_steps: int = _f(1, "Forward passes summed per optimizer step.")
-    max_steps: int = _f(-1, "Optimizer steps to train (> 0 overrides num_train_epochs).")
-    num_train_epochs: float = _f(1.0, "Passes over the train pairs (when max_steps is -1).")
-    max_length: int = _f(512, "Longest prompt + reply in tokens; longer ones are truncated.")
-    max_prompt_length: int = _f(256, "Prompts longer than this keep their last N tokens (0 = off).")
-    gradient_checkpointing: bool = _f(False, "Recompute activations to save memory (~20% slower).")
-    precision: str = _f("auto", "auto (from the device), bf16, fp16 or fp32.")
-    seed: int = _f(42, "Random seed (data order, adapter init).")
-    logging_steps: int = _f(10, "Log metrics every N optimizer steps.")
-    eval_steps: int = _f(0, "Evaluate on the eval split every N steps (0 = never).")
-    save_steps: int = _f(500, "Write a checkpoint every N steps (the run can resume from it).")
-    save_total_limit: int = _f(0, "Keep only the last N checkpoints (0 = keep all).")
-    precompute_ref_log_probs: bool = _f(False, "Compute reference log-probs once before training "
+    beta: float = setting(0.1, "Strength of the pull towards the reference model (higher = stay closer).")
+    label_smoothing: float = setting(0.0, "Assumed label noise for robust/exo losses, in [0, 0.5).")
+    learning_rate: float = setting(5e-6, "Peak learning rate.")
+    lr_scheduler_type: str = setting("linear", "Scheduler: linear, cosine, constant, ...")
+    warmup_steps: int = setting(0, "Warm-up steps (used when > 0; else warmup_ratio).")
+    warmup_ratio: float = setting(0.0, "Warm-up as a fraction of all steps, in [0, 1).")
+    per_device_train_batch_size: int = setting(4, "Pairs per device per forward pass.")
+    per_device_eval_batch_size: int = setting(4, "Pairs per device per evaluation pass.")
+    gradient_accumulation_steps: int = setting(1, "Forward passes summed per optimizer step.")
+    max_steps: int = setting(-1, "Optimizer steps to train (> 0 overrides num_train_epochs).")
+    num_train_epochs: float = setting(1.0, "Passes over the train pairs (when max_steps is -1).")
+    max_length: int = setting(512, "Longest prompt + reply in tokens; longer ones are truncated.")
+    max_prompt_length: int = setting(256, "Prompts longer than this keep their last N tokens (0 = off).")
+    gradient_checkpointing: bool = setting(False, "Recompute activations to save memory (~20% slower).")
+    precision: str = setting("auto", "auto (from the device), bf16, fp16 or fp32.")
+    seed: int = setting(42, "Random seed (data order, adapter init).")
+    logging_steps: int = setting(10, "Log metrics every N optimizer steps.")
+    eval_steps: int = setting(0, "Evaluate on the eval split every N steps (0 = never).")
+    save_steps: int = setting(500, "Write a checkpoint every N steps (the run can resume from it).")
+    save_total_limit: int = setting(0, "Keep only the last N checkpoints (0 = keep all).")
+    precompute_ref_log_probs: bool = setting(False, "Compute reference log-probs once before training "
                                                "(saves memory for full fine-tuning).")
-    report_to: list[str] = _f([], "Optional mirrors: wandb, tensorboard, trackio. "
+    report_to: list[str] = setting([], "Optional mirrors: wandb, tensorboard, trackio. "
                                   "The lab's store always keeps the metrics.")
-    sample_prompts: int = _f(2, "How many fixed eval prompts to generate samples for.")
-    sample_every: int = _f(0, "Generate samples every N steps (0 = only at the end).")
-    sample_max_new_tokens: int = _f(32, "Length of each sample generation in tokens.")
-    num_processes: int = _f(1, "Processes for `accelerate launch` (DDP): one per GPU; > 1 on CPU "
+    sample_prompts: int = setting(2, "How many fixed eval prompts to generate samples for.")
+    sample_every: int = setting(0, "Generate samples every N steps (0 = only at the end).")
+    sample_max_new_tokens: int = setting(32, "Length of each sample generation in tokens.")
+    num_processes: int = setting(1, "Processes for `accelerate launch` (DDP): one per GPU; > 1 on CPU "
                                "runs gloo processes (for testing).")
-    accelerate_config: str = _f("", "An accelerate config file (FSDP/DeepSpeed/DDP) to launch "
+    accelerate_config: str = setting("", "An accelerate config file (FSDP/DeepSpeed/DDP) to launch "
                                     "the worker with; '' for none.")
-    debug: DebugSettings = _f(DebugSettings(), "Testing hooks.")
+    debug: DebugSettings = setting(DebugSettings(), "Testing hooks.")
 
     # -- YAML --------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -114,7 +104,7 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> RunConfig:
-        return _build(cls, data or {}, "")
+        return build(cls, data or {})
 
     @classmethod
     def from_yaml(cls, text: str, source: str = "config") -> RunConfig:
@@ -133,103 +123,11 @@ class RunConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"Config file {path} does not exist.",
-                              "Pass a YAML file, e.g. recipes/cpu-quick-demo.yaml.")
+                              "Pass a YAML file, e.g. recipes/train/cpu-quick-demo.yaml.")
         return cls.from_yaml(path.read_text(), str(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml())
-
-
-def field_help(cls=RunConfig) -> dict[str, str]:
-    """Help text per field (dotted for nested settings), for the Train page and `--help`."""
-    out = {}
-    for f in dataclasses.fields(cls):
-        out[f.name] = f.metadata.get("help", "")
-        if dataclasses.is_dataclass(f.default_factory() if f.default_factory
-                                    is not dataclasses.MISSING else f.default):
-            for sub, text in field_help(_hints(cls)[f.name]).items():
-                out[f"{f.name}.{sub}"] = text
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# Building from dicts and overrides, with typed parsing
-# ---------------------------------------------------------------------------------------
-@cache
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
-
-
-def _build(cls, data: dict, prefix: str):
-    hints = _hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(f"Unknown config field '{prefix}{unknown[0]}'.",
-                          f"Use one of: {', '.join(sorted(names))}.")
-    kwargs = {k: _coerce(prefix + k, v, hints[k]) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _coerce(name: str, value, hint):
-    """Turn a YAML/CLI value into the field's type, or raise a ConfigError naming the field."""
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{name} must be a mapping, got {value!r}.",
-                              f"Write {name}: {{field: value}} or use {name}.FIELD=VALUE.")
-        return _build(hint, value, name + ".")
-    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, _UnionType) \
-        else (hint,)
-    if isinstance(value, str) and str in options:
-        return value
-    for option in options:
-        try:
-            return _as(option, value)
-        except (TypeError, ValueError):
-            pass
-    wanted = " or ".join(_KIND.get(typing.get_origin(o) or o, str(o)) for o in options)
-    raise ConfigError(f"{name} is {value!r}, which is not a {wanted}.",
-                      f"Set {name} to a {wanted}.")
-
-
-_UnionType = type(int | str)
-_KIND = {int: "whole number", float: "number", bool: "true/false", str: "text", list: "list",
-         dict: "mapping"}
-
-
-def _as(option, value):
-    origin = typing.get_origin(option)
-    if option is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ValueError("not a bool")
-    if option is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError("not an int")
-        return int(value) if isinstance(value, (int, float)) else int(str(value))
-    if option is float:
-        if isinstance(value, bool):
-            raise ValueError("not a float")
-        return float(value)
-    if option is str:
-        if isinstance(value, (dict, list)):
-            raise ValueError("not a str")
-        return "" if value is None else str(value)
-    if origin is list:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ValueError("not a list")
-        return [str(v) for v in value]
-    if option is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError("not a dict")
-        return value
-    raise TypeError(f"unsupported type {option}")
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str] | None) -> RunConfig:
@@ -254,7 +152,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | None) -> RunConfig:
             node = node[part]
         if parts[-1] not in node:
             raise ConfigError(f"Unknown config field '{key}'.",
-                              f"Use one of: {', '.join(sorted(node))}.")
+                              f"Use one of: {', '.join(sorted(node))}.", field=key)
         node[parts[-1]] = value
     return RunConfig.from_dict(data)
 
@@ -272,121 +170,124 @@ def accepted_loss_types() -> tuple[str, ...]:
     return tuple(re.findall(r"'([a-z_]+)'", text)) or ("sigmoid",)
 
 
-def _check(ok: bool, name: str, value, fix: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name} is {value!r}.", fix)
-
-
 def validate(cfg: RunConfig, device=None, store=None, workspace=None) -> RunConfig:
     """Check numbers and combinations before anything starts; raises ConfigError naming the field.
 
     With a store it also checks the dataset (exists, has train pairs) and that the model resolves.
     """
-    c = cfg
-    _check(c.method in METHODS, "method", c.method, f"Use one of: {', '.join(METHODS)}.")
-    _check(c.precision in PRECISIONS, "precision", c.precision,
-           f"Use one of: {', '.join(PRECISIONS)}.")
-    _check(bool(c.model.strip()), "model", c.model, f"Name a model, e.g. {DEFAULT_SPEC}.")
-    _check(bool(c.dataset.strip()), "dataset", c.dataset,
-           "Name a dataset of this workspace (python -m dpo_core data list).")
-    _check(bool(c.train_split.strip()), "train_split", c.train_split, "Use e.g. train.")
-    _check(c.learning_rate > 0 and c.learning_rate < 1, "learning_rate", c.learning_rate,
-           "Use a positive value below 1, e.g. 5e-6 (full) or 5e-5 (LoRA).")
-    _check(c.beta > 0, "beta", c.beta, "Use a positive value, e.g. 0.1.")
-    _check(0 <= c.label_smoothing < 0.5, "label_smoothing", c.label_smoothing,
-           "Use a value in [0, 0.5), e.g. 0.1 for the robust loss.")
-    _check(c.loss_type in accepted_loss_types(), "loss_type", c.loss_type,
-           f"The installed TRL accepts: {', '.join(accepted_loss_types())}.")
-    if c.loss_type == "exo_pair":
-        _check(c.label_smoothing > 0, "label_smoothing", c.label_smoothing,
-               "The exo_pair loss needs label_smoothing > 0 (the paper uses 1e-3).")
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size",
-                 "gradient_accumulation_steps", "logging_steps", "save_steps"):
-        _check(getattr(c, name) >= 1, name, getattr(c, name), "Use a whole number >= 1.")
-    for name in ("warmup_steps", "eval_steps", "save_total_limit", "max_train_pairs",
-                 "max_eval_pairs", "sample_every", "sample_prompts", "max_prompt_length"):
-        _check(getattr(c, name) >= 0, name, getattr(c, name), "Use 0 or a positive whole number.")
-    _check(c.num_processes >= 1, "num_processes", c.num_processes, "Use 1, or one per GPU.")
-    if c.accelerate_config:
-        _check(Path(c.accelerate_config).expanduser().is_file(), "accelerate_config",
-               c.accelerate_config, "Point at an existing accelerate config YAML, or use ''.")
-    _check(0 <= c.warmup_ratio < 1, "warmup_ratio", c.warmup_ratio, "Use a value in [0, 1).")
-    _check(c.max_steps > 0 or c.max_steps == -1, "max_steps", c.max_steps,
-           "Use a positive number of steps, or -1 to train for num_train_epochs.")
-    if c.max_steps == -1:
-        _check(c.num_train_epochs > 0, "num_train_epochs", c.num_train_epochs,
-               "Use a positive number of epochs, or set max_steps.")
-    _check(c.max_length >= 8, "max_length", c.max_length, "Use at least 8 tokens, e.g. 512.")
-    _check(c.max_prompt_length < c.max_length, "max_prompt_length", c.max_prompt_length,
-           f"Keep it below max_length ({c.max_length}) so replies have room, e.g. "
-           f"{c.max_length // 2}.")
-    _check(c.sample_max_new_tokens >= 1, "sample_max_new_tokens", c.sample_max_new_tokens,
-           "Use a positive number of tokens.")
-    if c.eval_steps > 0:
-        _check(bool(c.eval_split.strip()), "eval_split", c.eval_split,
-               "eval_steps > 0 needs an eval split (e.g. eval), or set eval_steps: 0.")
-    if c.method in ("lora", "qlora"):
-        _check(c.lora.r >= 1, "lora.r", c.lora.r, "Use a rank >= 1, e.g. 16.")
-        _check(c.lora.alpha > 0, "lora.alpha", c.lora.alpha, "Use a positive value, e.g. 2 x r.")
-        _check(0 <= c.lora.dropout < 1, "lora.dropout", c.lora.dropout, "Use a value in [0, 1).")
-        _check(bool(c.lora.target_modules), "lora.target_modules", c.lora.target_modules,
-               "Use 'all-linear' or a list such as [q_proj, v_proj].")
-    for name in c.report_to:
-        _check(name in REPORTERS, "report_to", c.report_to, f"Use any of: {', '.join(REPORTERS)}.")
-    if not isinstance(c.prompt_format, str) or c.prompt_format != "auto":
-        _check(isinstance(c.prompt_format, dict), "prompt_format", c.prompt_format,
-               "Use 'auto' or a mapping such as {kind: plain, template: '{prompt}'}.")
-        from ..formats import PromptFormat
-
-        PromptFormat.from_dict(c.prompt_format)  # raises ConfigError naming the bad key
-    if device is None:
-        from ..device import detect_device
-
-        device = detect_device()
-    if c.method == "qlora":
-        _check(device.kind == "cuda", "method", c.method,
-               f"QLoRA (4-bit) needs a CUDA GPU and this machine has {device.kind}; "
-               "use method: lora.")
-    if c.precision in ("bf16", "fp16") and device.kind == "cpu" and c.precision == "fp16":
-        _check(False, "precision", c.precision, "fp16 training needs a GPU; use auto or fp32.")
+    for part in (_check_choices, _check_counts, _check_schedule, _check_lora):
+        part(cfg)
+    _check_device(cfg, device or detect_device())
     if store is not None:
-        _check_dataset(c, store)
-        _check_model(c, workspace)
+        _check_dataset(cfg, store)
+        _check_model(cfg, workspace)
     return cfg
 
 
-def _check_dataset(c: RunConfig, store) -> None:
-    from ..data.datasets import count_pairs, get_dataset
-    from ..errors import NotFoundError
+def _check_choices(c: RunConfig) -> None:
+    check(c.method in METHODS, "method", c.method, f"Use one of: {', '.join(METHODS)}.")
+    check(c.precision in PRECISIONS, "precision", c.precision,
+          f"Use one of: {', '.join(PRECISIONS)}.")
+    check(bool(c.model.strip()), "model", c.model, f"Name a model, e.g. {DEFAULT_SPEC}.")
+    check(bool(c.dataset.strip()), "dataset", c.dataset,
+          "Name a dataset of this workspace (python -m dpo_core data list).")
+    check(bool(c.train_split.strip()), "train_split", c.train_split, "Use e.g. train.")
+    check(0 < c.learning_rate < 1, "learning_rate", c.learning_rate,
+          "Use a positive value below 1, e.g. 5e-6 (full) or 5e-5 (LoRA).")
+    check(c.beta > 0, "beta", c.beta, "Use a positive value, e.g. 0.1.")
+    check(0 <= c.label_smoothing < 0.5, "label_smoothing", c.label_smoothing,
+          "Use a value in [0, 0.5), e.g. 0.1 for the robust loss.")
+    check(c.loss_type in accepted_loss_types(), "loss_type", c.loss_type,
+          f"The installed TRL accepts: {', '.join(accepted_loss_types())}.")
+    if c.loss_type == "exo_pair":
+        check(c.label_smoothing > 0, "label_smoothing", c.label_smoothing,
+              "The exo_pair loss needs label_smoothing > 0 (the paper uses 1e-3).")
+    for name in c.report_to:
+        check(name in REPORTERS, "report_to", c.report_to, f"Use any of: {', '.join(REPORTERS)}.")
+    if not isinstance(c.prompt_format, str) or c.prompt_format != "auto":
+        check(isinstance(c.prompt_format, dict), "prompt_format", c.prompt_format,
+              "Use 'auto' or a mapping such as {kind: plain, template: '{prompt}'}.")
+        PromptFormat.from_dict(c.prompt_format)  # raises ConfigError naming the bad key
 
+
+def _check_counts(c: RunConfig) -> None:
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size",
+                 "gradient_accumulation_steps", "logging_steps", "save_steps"):
+        check(getattr(c, name) >= 1, name, getattr(c, name), "Use a whole number >= 1.")
+    for name in ("warmup_steps", "eval_steps", "save_total_limit", "max_train_pairs",
+                 "max_eval_pairs", "sample_every", "sample_prompts", "max_prompt_length"):
+        check(getattr(c, name) >= 0, name, getattr(c, name), "Use 0 or a positive whole number.")
+    check(c.num_processes >= 1, "num_processes", c.num_processes, "Use 1, or one per GPU.")
+    if c.accelerate_config:
+        check(Path(c.accelerate_config).expanduser().is_file(), "accelerate_config",
+              c.accelerate_config, "Point at an existing accelerate config YAML, or use ''.")
+    check(c.max_length >= 8, "max_length", c.max_length, "Use at least 8 tokens, e.g. 512.")
+    check(c.max_prompt_length < c.max_length, "max_prompt_length", c.max_prompt_length,
+          f"Keep it below max_length ({c.max_length}) so replies have room, e.g. "
+          f"{c.max_length // 2}.")
+    check(c.sample_max_new_tokens >= 1, "sample_max_new_tokens", c.sample_max_new_tokens,
+          "Use a positive number of tokens.")
+
+
+def _check_schedule(c: RunConfig) -> None:
+    check(0 <= c.warmup_ratio < 1, "warmup_ratio", c.warmup_ratio, "Use a value in [0, 1).")
+    check(c.max_steps > 0 or c.max_steps == -1, "max_steps", c.max_steps,
+          "Use a positive number of steps, or -1 to train for num_train_epochs.")
+    if c.max_steps == -1:
+        check(c.num_train_epochs > 0, "num_train_epochs", c.num_train_epochs,
+              "Use a positive number of epochs, or set max_steps.")
+    if c.eval_steps > 0:
+        check(bool(c.eval_split.strip()), "eval_split", c.eval_split,
+              "eval_steps > 0 needs an eval split (e.g. eval), or set eval_steps: 0.")
+
+
+def _check_lora(c: RunConfig) -> None:
+    if c.method not in ("lora", "qlora"):
+        return
+    check(c.lora.r >= 1, "lora.r", c.lora.r, "Use a rank >= 1, e.g. 16.")
+    check(c.lora.alpha > 0, "lora.alpha", c.lora.alpha, "Use a positive value, e.g. 2 x r.")
+    check(0 <= c.lora.dropout < 1, "lora.dropout", c.lora.dropout, "Use a value in [0, 1).")
+    check(bool(c.lora.target_modules), "lora.target_modules", c.lora.target_modules,
+          "Use 'all-linear' or a list such as [q_proj, v_proj].")
+
+
+def _check_device(c: RunConfig, device) -> None:
+    if c.method == "qlora":
+        check(device.kind == "cuda", "method", c.method,
+              f"QLoRA (4-bit) needs a CUDA GPU and this machine has {device.kind}; "
+              "use method: lora.")
+    if c.precision == "fp16":
+        check(device.kind != "cpu", "precision", c.precision,
+              "fp16 training needs a GPU; use auto or fp32.")
+
+
+def _check_dataset(c: RunConfig, store) -> None:
     try:
         ds = get_dataset(store, c.dataset)
     except NotFoundError as exc:
-        raise ConfigError(f"dataset is {c.dataset!r}: {exc.message}", exc.fix) from exc
+        raise ConfigError(f"dataset is {c.dataset!r}: {exc.message}", exc.fix,
+                          field="dataset") from exc
     n = count_pairs(store, ds.id, c.train_split)
     if n == 0:
-        splits = [r[0] for r in store.query(
-            "SELECT DISTINCT split FROM pairs WHERE dataset_id=? AND deleted=0", (ds.id,))]
+        splits = list(split_counts(store, ds.id))
         raise ConfigError(f"Dataset '{ds.name}' has 0 pairs in train_split {c.train_split!r}.",
                           f"Set train_split to one of: {', '.join(splits) or '(none yet)'}; "
-                          "or import pairs into it first.")
+                          "or import pairs into it first.", field="train_split")
     if c.eval_steps > 0 and count_pairs(store, ds.id, c.eval_split) == 0:
         raise ConfigError(f"eval_steps is {c.eval_steps} but dataset '{ds.name}' has 0 pairs in "
                           f"eval_split {c.eval_split!r}.",
-                          "Split the dataset (python -m dpo_core data split), or set eval_steps: 0.")
+                          "Split the dataset (python -m dpo_core data split), or set eval_steps: 0.",
+                          field="eval_steps")
 
 
 def _check_model(c: RunConfig, workspace) -> None:
-    from ..errors import ModelError
-    from ..models import resolve_path
-
     if c.model.startswith("builtin:") and c.model in (DEFAULT_SPEC, "builtin:tiny",
                                                       "builtin:smollm2"):
         return  # prepared on first use
     try:
         resolve_path(c.model, workspace)
     except ModelError as exc:
-        raise ConfigError(f"model is {c.model!r}: {exc.message}", exc.fix) from exc
+        raise ConfigError(f"model is {c.model!r}: {exc.message}", exc.fix, field="model") from exc
 
 
 def resolve_precision(cfg: RunConfig, device) -> str:

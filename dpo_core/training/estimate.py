@@ -12,8 +12,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..models import DEFAULT_SPEC
+from ..data.datasets import dataset_version, get_dataset
+from ..device import detect_device
+from ..errors import DPOLabError
+from ..models import DEFAULT_SPEC, builtin_dir, is_ready, load_tokenizer, resolve_path
+from ..store import open_store
+from ..workspace import get_workspace
 from .config import ALL_PROJECTIONS, RunConfig, resolve_precision
+from .freeze import prompt_format_for, render_pairs
 
 GB = 2**30
 # SmolLM2-135M-Instruct, so the default model can be estimated before it is prepared
@@ -51,8 +57,6 @@ def model_shape(spec: str, workspace=None) -> dict:
     """The model's config.json as a dict, without loading weights."""
     if spec in (DEFAULT_SPEC, "builtin:smollm2"):
         return dict(SMOLLM2_CONFIG)
-    from ..models import resolve_path
-
     path = resolve_path(spec, workspace)
     cfg_file = Path(path) / "config.json"
     if cfg_file.is_file():
@@ -88,8 +92,6 @@ def estimate(cfg: RunConfig, workspace=None, device=None, store=None) -> Estimat
     tokenizer are at hand (max_length otherwise, the worst case).
     """
     if device is None:
-        from ..device import detect_device
-
         device = detect_device()
     shape = model_shape(cfg.model, workspace)
     total, proj = count_params(shape)
@@ -133,18 +135,11 @@ def estimate(cfg: RunConfig, workspace=None, device=None, store=None) -> Estimat
 
 def _padded_length(cfg: RunConfig, workspace, store) -> float | None:
     """Mean padded length of a training batch on this dataset, or None when it cannot be read."""
-    from ..data.datasets import get_dataset
-    from ..errors import DPOLabError
-    from ..models import builtin_dir, is_ready, resolve_path
-    from ..store import open_store
-    from ..workspace import get_workspace
-
     try:
         ws = workspace or get_workspace()
         store = store or open_store(ws.db_path)
         ds = get_dataset(store, cfg.dataset)
-        version = store.query_one("SELECT count(*) AS n, max(updated) AS at FROM pairs "
-                                  "WHERE dataset_id=? AND split=?", (ds.id, cfg.train_split))
+        version = dataset_version(store, ds.id, cfg.train_split)
         if cfg.model in (DEFAULT_SPEC, "builtin:smollm2"):  # never prepare it just to count
             folder = builtin_dir(DEFAULT_SPEC.removeprefix("builtin:"), ws)
             model_path = str(folder) if is_ready(folder) else ""
@@ -167,14 +162,10 @@ _lengths: dict[tuple, float | None] = {}
 def _measured_length(key: tuple, store, ds, model_path: str, cfg: RunConfig) -> float | None:
     if key in _lengths:
         return _lengths[key]
-    from ..errors import DPOLabError
-    from ..models import load_tokenizer
-    from .jobs import _prompt_format, _render
-
     try:
         tok = load_tokenizer(model_path)
-        fmt = _prompt_format(cfg, ds.prompt_format, model_path, tok)
-        rows = _render(store, ds.id, cfg.train_split, SAMPLE_PAIRS, fmt, tok, cfg)
+        fmt = prompt_format_for(cfg, ds.prompt_format, model_path, tok)
+        rows = render_pairs(store, ds.id, cfg.train_split, SAMPLE_PAIRS, fmt, tok, cfg)
     except (DPOLabError, OSError, ValueError):
         return None
 

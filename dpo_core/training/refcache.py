@@ -15,8 +15,10 @@ import json
 import os
 from pathlib import Path
 
+from ..models import FORMAT_FILE
+from .freeze import MODEL_FILE, SPLIT_FILES
+
 CACHE_DIR = "ref_logps"
-SPLIT_FILES = {"train": "pairs.train.jsonl", "eval": "pairs.eval.jsonl"}
 DISABLE_ENV = "DPO_LAB_NO_REF_CACHE"  # set to 1 to measure or debug without the cache
 
 
@@ -40,8 +42,8 @@ def cache_key(model_fingerprint: str, pairs_hash: str, prompt_format: dict, max_
 
 def run_key(run_dir: Path, split: str, args, dtype: str) -> str:
     """The cache key of a frozen run folder's split under these TRL args."""
-    model = json.loads((run_dir / "model.json").read_text())
-    fmt = json.loads((run_dir / "prompt_format.json").read_text())
+    model = json.loads((run_dir / MODEL_FILE).read_text())
+    fmt = json.loads((run_dir / FORMAT_FILE).read_text())
     return cache_key(model["fingerprint"], file_hash(run_dir / SPLIT_FILES[split]), fmt,
                      args.max_length, args.truncation_mode, dtype, args.ld_alpha)
 

@@ -1,0 +1,43 @@
+"""`python -m dpo_core export-space RUN_ID --out DIR`: a finished run as a ready Gradio Space folder (optionally pushed)."""
+
+from __future__ import annotations
+
+from ..publish.space_export import export_space, push_space
+from .output import print_json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export-space", help="write a run as a Hugging Face Space folder",
+                       description="Write a Gradio Space folder (side-by-side demo with "
+                                   "votes) for a completed run; optionally push it.")
+    p.add_argument("run_id", metavar="RUN_ID", help="the run to publish (must be completed)")
+    p.add_argument("--out", required=True, help="folder to write (new or empty)")
+    p.add_argument("--push", metavar="REPO", default=None,
+                   help="also upload to this Space (user/name); needs HF_TOKEN and network")
+    p.add_argument("--base", default=None,
+                   help="where the Space gets the base model: a hub id or folder "
+                        "(default: copy local bases, hub id for the builtin default)")
+    p.add_argument("--copy-base", action="store_true",
+                   help="copy the base model's weights into the folder (exact weights, larger)")
+    p.add_argument("--title", default=None, help="the Space's title")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_export_space)
+
+
+def cmd_export_space(args) -> int:
+    result = export_space(None, args.run_id, args.out, base=args.base,
+                          copy_base=True if args.copy_base else None, title=args.title,
+                          overwrite=args.force).to_dict()
+    if args.push:
+        result["url"] = push_space(result["out_dir"], args.push)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"Space folder written to {result['out_dir']} ({len(result['files'])} files); "
+              f"run it with `python app.py` there.")
+        if result["note"]:
+            print(result["note"])
+        if result.get("url"):
+            print(f"Pushed: {result['url']}")
+    return 0

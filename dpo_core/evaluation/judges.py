@@ -1,0 +1,120 @@
+"""Judges for win rates and best-of-N: an offline sentiment lexicon, a reward model, or an LLM
+asked in both orders (position bias cancels)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from ..errors import ConfigError
+from ..models import load_tokenizer, resolve_model, resolve_path
+from .scoring import tokenize
+
+JUDGES = ("lexicon", "reward-model", "llm")
+Verdict = Literal["a", "b", "tie"]
+
+
+class LexiconJudge:
+    """Offline judge: the reply with the more positive VADER sentiment wins (kind/positive)."""
+
+    name = "lexicon"
+
+    def __init__(self, margin: float = 0.05):
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self.margin = margin
+        self.analyzer = SentimentIntensityAnalyzer()
+
+    def score(self, prompt: str, reply: str) -> float:
+        return float(self.analyzer.polarity_scores(reply)["compound"])
+
+    def judge(self, prompt: str, a: str, b: str) -> tuple[Verdict, dict]:
+        sa, sb = self.score(prompt, a), self.score(prompt, b)
+        verdict = "a" if sa - sb > self.margin else "b" if sb - sa > self.margin else "tie"
+        return verdict, {"score_a": sa, "score_b": sb}
+
+
+class RewardModelJudge:
+    """A sequence-classification reward model: the reply with the higher reward wins."""
+
+    name = "reward-model"
+
+    def __init__(self, spec: str, margin: float = 0.0, workspace=None):
+        from transformers import AutoModelForSequenceClassification
+
+        path = resolve_path(spec, workspace)
+        self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
+        self.model.eval()
+        self.tokenizer = load_tokenizer(path)
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.margin = margin
+
+    def score(self, prompt: str, reply: str) -> float:
+        import torch
+
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template([{"role": "user", "content": prompt},
+                                            {"role": "assistant", "content": reply}], tokenize=False)
+        else:
+            text = f"{prompt}\n{reply}"
+        with torch.inference_mode():
+            logits = self.model(**tok(text, return_tensors="pt", truncation=True)).logits
+        return float(logits[0, 0])
+
+    def judge(self, prompt: str, a: str, b: str) -> tuple[Verdict, dict]:
+        sa, sb = self.score(prompt, a), self.score(prompt, b)
+        verdict = "a" if sa - sb > self.margin else "b" if sb - sa > self.margin else "tie"
+        return verdict, {"score_a": sa, "score_b": sb}
+
+
+DEFAULT_JUDGE_PROMPT = (
+    "Which reply to the message is kinder and more helpful?\n\nMessage: {prompt}\n\n"
+    "Reply A: {a}\n\nReply B: {b}\n\nAnswer with one letter, A or B."
+)
+
+
+class LLMJudge:
+    """A causal LM asked which reply is better; log-prob of "A" vs "B", asked in both orders."""
+
+    name = "llm"
+
+    def __init__(self, spec: str, template: str = DEFAULT_JUDGE_PROMPT, workspace=None):
+        if "{a}" not in template or "{b}" not in template:
+            raise ConfigError("The judge prompt needs {a} and {b} placeholders.",
+                              "Write where reply A and reply B go, e.g. 'Reply A: {a}'.")
+        self.loaded = resolve_model(spec, workspace)
+        self.template = template
+
+    def preference(self, prompt: str, a: str, b: str) -> float:
+        """log p("A") - log p("B") for the next token after the judge prompt."""
+        import torch
+
+        tok, fmt = self.loaded.tokenizer, self.loaded.prompt_format
+        text = fmt.render_prompt(self.template.format(prompt=prompt, a=a, b=b), tok)
+        if fmt.kind == "plain":
+            text += fmt.separator
+        ids = torch.tensor([tokenize(tok, text)])
+        with torch.inference_mode():
+            logp = self.loaded.model(input_ids=ids).logits[0, -1].float().log_softmax(-1)
+        first = [tok(x, add_special_tokens=False)["input_ids"][0] for x in ("A", "B")]
+        return float(logp[first[0]] - logp[first[1]])
+
+    def judge(self, prompt: str, a: str, b: str) -> tuple[Verdict, dict]:
+        forward, swapped = self.preference(prompt, a, b), self.preference(prompt, b, a)
+        verdict = "a" if forward > 0 and swapped < 0 else \
+            "b" if forward < 0 and swapped > 0 else "tie"
+        return verdict, {"a_first": forward, "b_first": swapped}
+
+
+def make_judge(kind: str = "lexicon", spec: str | None = None, template: str | None = None):
+    """A judge by name: lexicon (offline default), reward-model SPEC, llm SPEC."""
+    if kind == "lexicon":
+        return LexiconJudge()
+    if not spec:
+        raise ConfigError(f"The {kind} judge needs a model spec.", "Pass --judge-model SPEC.")
+    if kind == "reward-model":
+        return RewardModelJudge(spec)
+    if kind == "llm":
+        return LLMJudge(spec, template or DEFAULT_JUDGE_PROMPT)
+    raise ConfigError(f"Unknown judge '{kind}'.", "Use lexicon, reward-model or llm.")

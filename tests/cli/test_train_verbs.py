@@ -1,0 +1,94 @@
+"""The real entry point as a subprocess: `train` a recipe, `runs list|show|export`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dpo_core.data.demo_datasets import seed_workspace
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DPO_LAB_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "dpo_core", *args], capture_output=True,
+                          text=True, env=env, cwd=str(ROOT))
+
+
+@pytest.mark.slow
+def test_smoke_recipe_trains_from_the_cli(store, workspace_with_tiny, tmp_path):
+    seed_workspace(store)
+    home = workspace_with_tiny.home
+    done = cli(home, "train", "recipes/train/smoke-tiny.yaml", "--set", "max_steps=2", "--json")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(done.stdout)
+    assert run["status"] == "completed" and run["step"] == 2
+    run_dir = home / "runs" / run["id"]
+    assert {"config.yaml", "pairs.train.jsonl", "pairs.eval.jsonl", "prompt_format.json",
+            "model.json", "job.json", "worker.log", "final", "checkpoints"} <= \
+        {p.name for p in run_dir.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json",
+            "prompt_format.json", "dpo_lab_model.json"} <= \
+        {p.name for p in (run_dir / "final").iterdir()}
+    assert (run_dir / "checkpoints/checkpoint-2/COMPLETE.json").is_file()
+
+    listed = json.loads(cli(home, "runs", "list", "--json").stdout)
+    assert [r["id"] for r in listed] == [run["id"]]
+    shown = json.loads(cli(home, "runs", "show", run["id"], "--json").stdout)
+    assert "loss" in shown["last_metrics"]
+
+    out = tmp_path / "merged"
+    exported = cli(home, "runs", "export", run["id"], "--merge", "--out", str(out), "--json")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["merged"] is True
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md",
+            "prompt_format.json"} <= {p.name for p in out.iterdir()}
+    assert "rewards" in (out / "README.md").read_text() or "loss" in (out / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_cli_errors_are_one_line_exit_2(workspace, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("beta: -1\ndataset: nope\n")
+    done = cli(workspace.home, "train", str(bad), "--detach")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: beta is -1") and "Fix:" in done.stderr
+    done = cli(workspace.home, "train", str(bad), "--set", "lr=1")
+    assert done.returncode == 2 and "Unknown config field 'lr'" in done.stderr
+    done = cli(workspace.home, "runs", "show", "nope")
+    assert done.returncode == 2 and "No run 'nope'" in done.stderr
+
+
+@pytest.mark.slow
+def test_cpu_quick_demo_recipe_completes_on_the_default_model(store, workspace_with_default):
+    seed_workspace(store)
+    done = cli(workspace_with_default.home, "train", "recipes/train/cpu-quick-demo.yaml", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = json.loads(done.stdout)
+    assert run["status"] == "completed"
+    losses = [m["value"] for m in store.query(
+        "SELECT value FROM metrics WHERE run_id=? AND key='loss' ORDER BY step", (run["id"],))]
+    assert len(losses) == 10
+
+
+@pytest.mark.slow
+def test_detached_run_outlives_its_launcher(store, workspace_with_tiny):
+    """The launching process exits at once (like a killed app); the run still runs and finishes."""
+    from dpo_core.jobs import lifecycle
+    from dpo_core.training import runs
+
+    seed_workspace(store)
+    done = cli(workspace_with_tiny.home, "train", "recipes/train/smoke-tiny.yaml", "--detach",
+               "--set", "max_steps=2", "--set", "sample_prompts=0")
+    assert done.returncode == 0, done.stderr
+    run_id = done.stdout.strip()
+    lifecycle.refresh(store)
+    assert runs.get_run(store, run_id)["status"] in ("running", "completed")
+    run = runs.wait_run(store, run_id, poll=0.3)
+    assert run["status"] == "completed", run["error_text"]

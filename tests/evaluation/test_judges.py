@@ -1,0 +1,157 @@
+"""The win-rate judges on tiny models: the reward-model judge follows its model's scores, the LLM
+judge asks in both orders so swapping the replies flips its verdict, and both are deterministic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dpo_core.errors import ConfigError
+from dpo_core.evaluation.judges import LLMJudge, RewardModelJudge, make_judge
+
+PROMPT = "what is that ?"
+KIND, FLAT = "it is a lovely ball !", "it is a ball ."
+FLIP = {"a": "b", "b": "a", "tie": "tie"}
+
+
+def make_reward_model(folder: Path, tiny_model_dir: Path, favour: str | None = None) -> Path:
+    """A tiny Llama reward model (num_labels=1) with the tiny tokenizer, saved to `folder`.
+
+    With `favour`, the layers add nothing (o_proj and down_proj are zero), so the score is
+    w . norm(embedding of the last token), and w is that normalized embedding for the last token
+    of `favour`: replies ending like `favour` get the top reward.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = None  # score `prompt\nreply`, so the last token is the reply's
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         num_labels=1, pad_token_id=tok.pad_token_id,
+                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(config).eval()
+    if favour is not None:
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.o_proj.weight.zero_()
+                layer.mlp.down_proj.weight.zero_()
+            last = tok(f"{PROMPT}\n{favour}")["input_ids"][-1]
+            hidden = model.model.norm(model.model.embed_tokens.weight[last][None])[0]
+            model.score.weight.copy_(hidden[None])
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def reference_reward(folder: Path, prompt: str, reply: str) -> float:
+    """The model's score of `prompt\\nreply` with plain transformers, independent of the judge."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.inference_mode():
+        return float(model(**tok(f"{prompt}\n{reply}", return_tensors="pt")).logits[0, 0])
+
+
+@pytest.fixture(scope="module")
+def reward_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    return make_reward_model(tmp_path_factory.mktemp("rm") / "kind-rm", tiny_model_dir, KIND)
+
+
+@pytest.fixture(scope="module")
+def llm_judge(tiny_model_dir) -> LLMJudge:
+    return make_judge("llm", str(tiny_model_dir))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reward-model judge
+# ---------------------------------------------------------------------------------------------
+def test_reward_judge_prefers_the_reply_its_model_scores_higher(reward_dir):
+    judge = make_judge("reward-model", str(reward_dir))
+    assert isinstance(judge, RewardModelJudge) and judge.name == "reward-model"
+    verdict, detail = judge.judge(PROMPT, KIND, FLAT)
+    assert verdict == "a" and detail["score_a"] > detail["score_b"]
+    assert judge.judge(PROMPT, FLAT, KIND)[0] == "b"
+    assert judge.judge(PROMPT, KIND, KIND)[0] == "tie"
+
+
+def test_reward_judge_scores_equal_a_plain_transformers_forward(reward_dir):
+    judge = RewardModelJudge(str(reward_dir))
+    for reply in (KIND, FLAT, "no ."):
+        assert judge.score(PROMPT, reply) == pytest.approx(
+            reference_reward(reward_dir, PROMPT, reply), abs=1e-5)
+
+
+def test_reward_judge_is_deterministic_across_loads(reward_dir, tiny_model_dir, tmp_path):
+    first, second = RewardModelJudge(str(reward_dir)), RewardModelJudge(str(reward_dir))
+    replies = [KIND, FLAT, "yes please , I love it .", "okay ."]
+    assert [first.score(PROMPT, r) for r in replies] == [second.score(PROMPT, r) for r in replies]
+    plain = make_reward_model(tmp_path / "rm", tiny_model_dir)  # untouched random weights
+    judge = RewardModelJudge(str(plain))
+    for a, b in [(KIND, FLAT), ("okay .", "no .")]:
+        verdict, detail = judge.judge(PROMPT, a, b)
+        expected = reference_reward(plain, PROMPT, a) - reference_reward(plain, PROMPT, b)
+        assert verdict == ("a" if expected > 0 else "b" if expected < 0 else "tie")
+        assert judge.judge(PROMPT, b, a)[0] == FLIP[verdict]
+
+
+def test_reward_judge_margin_turns_close_calls_into_ties(reward_dir):
+    judge = RewardModelJudge(str(reward_dir), margin=1e9)
+    assert judge.judge(PROMPT, KIND, FLAT)[0] == "tie"
+
+
+# ---------------------------------------------------------------------------------------------
+# LLM judge
+# ---------------------------------------------------------------------------------------------
+REPLY_SETS = [(KIND, FLAT), ("yes please , I love it .", "it's awful ."), ("okay .", "no .")]
+
+
+def test_llm_judge_verdicts_are_win_tie_or_loss_and_deterministic(llm_judge, tiny_model_dir):
+    again = LLMJudge(str(tiny_model_dir))
+    for a, b in REPLY_SETS:
+        verdict, detail = llm_judge.judge(PROMPT, a, b)
+        assert verdict in {"a", "b", "tie"}
+        assert set(detail) == {"a_first", "b_first"}
+        assert again.judge(PROMPT, a, b) == (verdict, detail)
+
+
+def test_llm_judge_swapping_the_replies_flips_the_verdict(llm_judge):
+    for a, b in REPLY_SETS:
+        verdict, detail = llm_judge.judge(PROMPT, a, b)
+        swapped, swapped_detail = llm_judge.judge(PROMPT, b, a)
+        assert swapped == FLIP[verdict]
+        assert swapped_detail == {"a_first": detail["b_first"], "b_first": detail["a_first"]}
+
+
+def test_llm_judge_calls_identical_replies_a_tie(llm_judge):
+    assert llm_judge.judge(PROMPT, KIND, KIND)[0] == "tie"
+
+
+def test_llm_judge_cancels_a_position_bias(llm_judge, monkeypatch):
+    """A judge that always leans to "A" wins only when it prefers the same reply in both orders."""
+    def biased(prompt: str, a: str, b: str, bias: float = 1.0) -> float:
+        content = {KIND: 0.5, FLAT: 0.0, "great !": 3.0}
+        return bias + content[a] - content[b]
+
+    monkeypatch.setattr(llm_judge, "preference", biased)
+    assert llm_judge.judge(PROMPT, KIND, FLAT)[0] == "tie"  # 0.5 < bias: position decides
+    assert llm_judge.judge(PROMPT, "great !", FLAT)[0] == "a"  # 3.0 > bias in both orders
+    assert llm_judge.judge(PROMPT, FLAT, "great !")[0] == "b"
+
+
+def test_llm_judge_prompt_needs_both_placeholders(tiny_model_dir):
+    with pytest.raises(ConfigError, match="placeholders"):
+        make_judge("llm", str(tiny_model_dir), "Which is better? {prompt}")
+    custom = make_judge("llm", str(tiny_model_dir), "{prompt}\nA: {a}\nB: {b}\nBetter:")
+    assert custom.judge(PROMPT, KIND, FLAT)[0] in {"a", "b", "tie"}
+
+
+def test_make_judge_names_what_is_missing():
+    with pytest.raises(ConfigError, match="needs a model spec"):
+        make_judge("reward-model")
+    with pytest.raises(ConfigError, match="Unknown judge"):
+        make_judge("oracle", "x")

@@ -1,0 +1,87 @@
+"""Reference log-prob cache: same losses with and without it, and a new key for changed inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dpo_core.data.datasets import Pair, create_dataset, insert_pairs
+from dpo_core.training import runs
+from dpo_core.training.config import LoraSettings, RunConfig
+from dpo_core.training.refcache import CACHE_DIR, cache_key, read_cache, write_cache
+
+ANSWERS = [("what is that ?", "it is a ball .", "I don't know."),
+           ("where is the dog ?", "there's a dog !", "the truck ."),
+           ("do you want some juice ?", "yes please .", "it's red ."),
+           ("what color is it ?", "it's red .", "okay .")]
+
+
+@pytest.fixture
+def toy(store, workspace_with_tiny):
+    ds = create_dataset(store, "toy")
+    insert_pairs(store, ds.id, [Pair(f"{p} {i}", c, r, split="train")
+                                for i in range(12) for p, c, r in [ANSWERS[i % 4]]])
+    return ds
+
+
+def tiny_config(**kw) -> RunConfig:
+    base = dict(model="builtin:tiny", dataset="toy", max_steps=3, logging_steps=1, save_steps=10,
+                per_device_train_batch_size=2, learning_rate=1e-3, max_length=64,
+                max_prompt_length=32, sample_prompts=0, precompute_ref_log_probs=True,
+                lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def losses(store, run_id: str) -> list[float]:
+    return [r["value"] for r in store.query(
+        "SELECT value FROM metrics WHERE run_id=? AND key='loss' AND split='train' ORDER BY step",
+        (run_id,))]
+
+
+def train(store, workspace, cfg: RunConfig) -> str:
+    run_id = runs.start_run(store, cfg, workspace)
+    run = runs.wait_run(store, run_id, poll=0.3, timeout=600)
+    assert run["status"] == "completed", run["error_text"]
+    return run_id
+
+
+def test_key_changes_with_every_input():
+    base = dict(model_fingerprint="m", pairs_hash="p", prompt_format={"kind": "plain"},
+                max_length=64, truncation_mode="keep_start", dtype="torch.float32")
+    key = cache_key(**base)
+    assert key == cache_key(**base)
+    for change in (dict(pairs_hash="q"), dict(max_length=128), dict(model_fingerprint="n"),
+                   dict(prompt_format={"kind": "chat"}), dict(truncation_mode="keep_end"),
+                   dict(dtype="torch.bfloat16")):
+        assert cache_key(**{**base, **change}) != key, change
+
+
+def test_a_short_or_damaged_file_is_not_read(tmp_path):
+    path = tmp_path / "k.jsonl"
+    write_cache(path, [-1.5, -2.25], [-3.0, -4.125])
+    assert read_cache(path, 2) == ([-1.5, -2.25], [-3.0, -4.125])
+    assert read_cache(path, 3) is None
+    path.write_text("{not json\n")
+    assert read_cache(path, 1) is None
+
+
+@pytest.mark.slow
+def test_losses_are_identical_with_the_cache(store, workspace, toy, monkeypatch):
+    cache = workspace.cache / CACHE_DIR
+    first = train(store, workspace, tiny_config(name="fills"))
+    files = sorted(cache.glob("*.jsonl"))
+    assert len(files) == 1  # train split only (no eval split here)
+    second = train(store, workspace, tiny_config(name="reads"))
+    assert sorted(cache.glob("*.jsonl")) == files  # reused, not recomputed under a new key
+    log = Path(runs.get_run(store, second)["run_dir"]) / "worker.log"
+    assert "cache hit" in log.read_text()
+    assert losses(store, first) == losses(store, second) and len(losses(store, first)) == 3
+    monkeypatch.setenv("DPO_LAB_NO_REF_CACHE", "1")
+    plain = train(store, workspace, tiny_config(name="no cache", precompute_ref_log_probs=False))
+    assert losses(store, plain) == pytest.approx(losses(store, first), rel=1e-4)
+    monkeypatch.delenv("DPO_LAB_NO_REF_CACHE")
+    train(store, workspace, tiny_config(name="longer", max_length=48))
+    train(store, workspace, tiny_config(name="fewer pairs", max_train_pairs=8))
+    assert len(list(cache.glob("*.jsonl"))) == 3  # each changed input got its own key

@@ -35,6 +35,21 @@ ANSWERS = [("what is that ?", "it is a lovely ball !", "no ."),
            ("what color is it ?", "it's a nice red .", "okay .")]
 
 
+CHILD_ANSWERS = [("what is that ?", "it is a ball .", "I don't know."),
+                 ("where is the dog ?", "there's a dog !", "the truck ."),
+                 ("do you want some juice ?", "yes please .", "it's red ."),
+                 ("what color is it ?", "it's red .", "okay .")]
+
+
+def toy_dataset(store, train: int, eval: int = 0, name: str = "toy"):
+    """A small dataset of child answers: `train` pairs in split train, then `eval` in eval."""
+    ds = create_dataset(store, name)
+    insert_pairs(store, ds.id, [Pair(f"{p} {i}", c, r, split="train" if i < train else "eval")
+                                for i in range(train + eval)
+                                for p, c, r in [CHILD_ANSWERS[i % 4]]])
+    return ds
+
+
 def add_pairs(store, name: str = "tiny-pairs", n: int = 24) -> None:
     """A small dataset of pairs whose chosen replies are the kind ones (2 of 3 in eval)."""
     ds = create_dataset(store, name)
@@ -155,6 +170,21 @@ def recorded_sweep(store, dataset_sweep: bool = False) -> str:
                          (sweep_id, f"run-{n}", n, dumps(p), 0.05 * n if ok else None,
                           "completed" if ok else "failed", dumps(result)))
     return sweep_id
+
+
+def open_page(page: str, timeout: int = 120, **session):
+    """A page through app.py in Streamlit's AppTest, with `session` state set before the first
+    run; it must render without an exception."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=timeout)
+    for key, value in session.items():
+        at.session_state[key] = value
+    at.run()
+    if page != "pages/home.py":
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ class JobContext:
         return self._cancel.is_set()
 
     def on_sigterm(self, *_args) -> None:
-        print("SIGTERM: stopping at the next safe point.", flush=True)
+        print("SIGTERM: stopping at the next safe point.", file=sys.stderr, flush=True)
         self._cancel.set()
         if self.interruptible:
             raise Cancelled()
@@ -126,7 +126,7 @@ def execute(ctx: JobContext, target: str, config: dict, reraise: bool = False) -
     stop.set()
     status = "cancelled" if ctx.cancelled() else "completed"
     _final(ctx, status, result_json=dumps({**ctx.counters, **(result or {})}))
-    print(f"[{time.strftime('%H:%M:%S')}] job {ctx.job_id} {status}", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] job {ctx.job_id} {status}", file=sys.stderr, flush=True)
     return 0
 
 

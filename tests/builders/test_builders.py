@@ -263,15 +263,11 @@ def test_generate_cli_runs_a_background_build(seeded, tmp_path, capsys):
 
 # -- the Generate page, through app.py -----------------------------------------------------------
 def test_generate_page_previews_builds_and_opens_the_dataset(seeded, monkeypatch):
-    from streamlit.testing.v1 import AppTest
 
-    from tests.support import REPO
+    from tests.support import open_page
 
     monkeypatch.setenv("DPO_LAB_NO_PREPARE", "1")
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=180)
-    at.run()
-    at.switch_page("pages/generate.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page("pages/generate.py", timeout=180)
     next(r for r in at.radio if r.label == "Builder").set_value("best-of-n").run()
     next(s for s in at.selectbox if s.label == "Dataset").set_value("demo-instruct").run()
     next(n for n in at.number_input if n.label.startswith("Prompts")).set_value(3)

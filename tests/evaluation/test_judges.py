@@ -9,41 +9,11 @@ import pytest
 
 from dpo_core.errors import ConfigError
 from dpo_core.evaluation.judges import LLMJudge, RewardModelJudge, make_judge
+from tests.support import make_reward_model
 
 PROMPT = "what is that ?"
 KIND, FLAT = "it is a lovely ball !", "it is a ball ."
 FLIP = {"a": "b", "b": "a", "tie": "tie"}
-
-
-def make_reward_model(folder: Path, tiny_model_dir: Path, favour: str | None = None) -> Path:
-    """A tiny Llama reward model (num_labels=1) with the tiny tokenizer, saved to `folder`.
-
-    With `favour`, the layers add nothing (o_proj and down_proj are zero), so the score is
-    w . norm(embedding of the last token), and w is that normalized embedding for the last token
-    of `favour`: replies ending like `favour` get the top reward.
-    """
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    tok.chat_template = None  # score `prompt\nreply`, so the last token is the reply's
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         num_labels=1, pad_token_id=tok.pad_token_id,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    model = LlamaForSequenceClassification(config).eval()
-    if favour is not None:
-        with torch.no_grad():
-            for layer in model.model.layers:
-                layer.self_attn.o_proj.weight.zero_()
-                layer.mlp.down_proj.weight.zero_()
-            last = tok(f"{PROMPT}\n{favour}")["input_ids"][-1]
-            hidden = model.model.norm(model.model.embed_tokens.weight[last][None])[0]
-            model.score.weight.copy_(hidden[None])
-    model.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
-    return folder
 
 
 def reference_reward(folder: Path, prompt: str, reply: str) -> float:

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from dpo_core.publish.sample_run import RUN_ID, make_sample_run
 from dpo_core.store import open_store
-from tests.support import REPO
+from tests.support import REPO, open_page
 
 RUN_SPEC = f"run:{RUN_ID}"
 
@@ -20,12 +20,8 @@ def lab_with_run(lab):
     return lab
 
 
-def chat_page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/chat.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def chat_page():
+    return open_page("pages/chat.py")
 
 
 def send(at: AppTest, message: str, greedy: bool = False) -> AppTest:

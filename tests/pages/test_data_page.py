@@ -12,16 +12,12 @@ from streamlit.testing.v1 import AppTest
 
 from dpo_core.data import browse, edits
 from dpo_core.store import Store
-from tests.support import REPO
+from tests.support import REPO, open_page
 
 
 @pytest.fixture
 def at(lab):
-    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    app.run()
-    app.switch_page("pages/data.py").run()
-    assert not app.exception, [e.value for e in app.exception]
-    return app
+    return open_page("pages/data.py")
 
 
 def _db(lab) -> Store:

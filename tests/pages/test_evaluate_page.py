@@ -5,7 +5,6 @@ the eval_rewards/accuracies TRL logged during training on the same pairs."""
 from __future__ import annotations
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from dpo_core.errors import ConfigError
 from dpo_core.evaluation.evaluate import run_evaluation
@@ -13,7 +12,7 @@ from dpo_core.evaluation.job import start_evaluation
 from dpo_core.evaluation.results import flip_analysis, job_evals, list_evals
 from dpo_core.jobs.lifecycle import wait_job
 from dpo_core.publish.sample_run import RUN_ID, make_sample_run
-from tests.support import REPO, add_pairs, make_reward_model
+from tests.support import add_pairs, make_reward_model, open_page
 
 
 @pytest.fixture
@@ -30,12 +29,8 @@ def _evaluate_now(store, models, dataset=None, split="eval", methods=("mean-logp
     return wait_job(store, start_evaluation(store, models, dataset, split, methods, **options))
 
 
-def evaluate_page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/evaluate.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def evaluate_page():
+    return open_page("pages/evaluate.py")
 
 
 def test_page_without_evaluations_offers_the_run(evaluated_lab):

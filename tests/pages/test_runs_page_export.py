@@ -7,18 +7,13 @@ from streamlit.testing.v1 import AppTest
 from dpo_core.demo.config import load_config
 from dpo_core.publish.sample_run import RUN_ID, make_sample_run
 from dpo_core.store import dumps, now
-from tests.support import REPO
+from tests.support import open_page
 
 LABEL = "Export as Space"
 
 
-def runs_page(run_id: str) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.session_state["run_id"] = run_id
-    at.run()
-    at.switch_page("pages/runs.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def runs_page(run_id: str):
+    return open_page("pages/runs.py", run_id=run_id)
 
 
 def export_buttons(at: AppTest) -> list:

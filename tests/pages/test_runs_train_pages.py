@@ -4,12 +4,10 @@ validation messages."""
 
 import json
 
-from streamlit.testing.v1 import AppTest
-
 from dpo_core.recipes import recipe_names
 from dpo_core.store import dumps, now, open_store
 from dpo_core.training.metrics import write_metrics
-from tests.support import REPO
+from tests.support import open_page
 
 
 def add_run(ws, run_id, status="completed", history=None, **cols):
@@ -28,14 +26,8 @@ def add_run(ws, run_id, status="completed", history=None, **cols):
     return store
 
 
-def runs_page(run_id=None) -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    if run_id:
-        at.session_state["run_id"] = run_id
-    at.run()
-    at.switch_page("pages/runs.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def runs_page(run_id=None):
+    return open_page("pages/runs.py", **({"run_id": run_id} if run_id else {}))
 
 
 def shown(at) -> str:
@@ -161,12 +153,8 @@ def test_leaderboard_tab_orders_finished_runs(lab):
 # ---------------------------------------------------------------------------------------
 # Train page
 # ---------------------------------------------------------------------------------------
-def train_page() -> AppTest:
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.run()
-    at.switch_page("pages/train.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+def train_page():
+    return open_page("pages/train.py")
 
 
 def field(at, label):

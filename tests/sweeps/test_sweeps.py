@@ -10,27 +10,18 @@ from pathlib import Path
 import pytest
 
 from dpo_core.cli.main import main as cli
-from dpo_core.data.datasets import Pair, create_dataset, insert_pairs
 from dpo_core.recipes import recipe_path
 from dpo_core.sweeps.config import SweepConfig, run_config, validate_sweep
 from dpo_core.sweeps.control import get_sweep, pause_sweep, start_sweep, wait_sweep
 from dpo_core.sweeps.report import best_trial, importance, leaderboard, metric_by_dataset
 from dpo_core.sweeps.search import grid, suggest
-from tests.support import REPO, recorded_sweep
-
-ANSWERS = [("what is that ?", "it is a ball .", "I don't know."),
-           ("where is the dog ?", "there's a dog !", "the truck ."),
-           ("do you want some juice ?", "yes please .", "it's red ."),
-           ("what color is it ?", "it's red .", "okay .")]
+from tests.support import open_page, recorded_sweep, toy_dataset
 
 
 @pytest.fixture
 def toy(store, workspace_with_tiny):
     """A 12-train / 4-eval dataset in a workspace whose builtin:tiny is prepared."""
-    ds = create_dataset(store, "toy")
-    insert_pairs(store, ds.id, [Pair(f"{p} {i}", c, r, split="train" if i < 12 else "eval")
-                                for i in range(16) for p, c, r in [ANSWERS[i % 4]]])
-    return ds
+    return toy_dataset(store, 12, 4)
 
 
 def run_cli(capsys, *argv) -> tuple[int, str]:
@@ -162,14 +153,7 @@ def test_pause_resume_and_extend(store, toy, capsys):
 # The Sweeps page (AppTest) on a recorded sweep
 # ---------------------------------------------------------------------------------------------
 def sweeps_page(sweep_id: str):
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
-    at.session_state["sweep_id"] = sweep_id
-    at.run()
-    at.switch_page("pages/sweeps.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("pages/sweeps.py", sweep_id=sweep_id)
 
 
 def test_leaderboard_best_first_with_gain(store):

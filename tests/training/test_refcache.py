@@ -6,23 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from dpo_core.data.datasets import Pair, create_dataset, insert_pairs
 from dpo_core.training import runs
 from dpo_core.training.config import LoraSettings, RunConfig
 from dpo_core.training.refcache import CACHE_DIR, cache_key, read_cache, write_cache
-
-ANSWERS = [("what is that ?", "it is a ball .", "I don't know."),
-           ("where is the dog ?", "there's a dog !", "the truck ."),
-           ("do you want some juice ?", "yes please .", "it's red ."),
-           ("what color is it ?", "it's red .", "okay .")]
+from tests.support import toy_dataset
 
 
 @pytest.fixture
 def toy(store, workspace_with_tiny):
-    ds = create_dataset(store, "toy")
-    insert_pairs(store, ds.id, [Pair(f"{p} {i}", c, r, split="train")
-                                for i in range(12) for p, c, r in [ANSWERS[i % 4]]])
-    return ds
+    return toy_dataset(store, 12, 0)
 
 
 def tiny_config(**kw) -> RunConfig:

@@ -10,26 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from dpo_core.data.datasets import Pair, create_dataset, insert_pairs
 from dpo_core.jobs import lifecycle, processes, rows
 from dpo_core.training import metrics, runs
 from dpo_core.training.checkpoints import COMPLETE_MARKER, last_complete_checkpoint
 from dpo_core.training.config import LoraSettings, RunConfig
-
-ANSWERS = [("what is that ?", "it is a ball .", "I don't know."),
-           ("where is the dog ?", "there's a dog !", "the truck ."),
-           ("do you want some juice ?", "yes please .", "it's red ."),
-           ("what color is it ?", "it's red .", "okay .")]
+from tests.support import toy_dataset
 
 
 @pytest.fixture
 def toy(store, workspace_with_tiny):
     """A 16-train / 4-eval dataset in a workspace whose builtin:tiny is prepared."""
-    ds = create_dataset(store, "toy")
-    pairs = [Pair(f"{p} {i}", c, r, split="train" if i < 16 else "eval")
-             for i in range(20) for p, c, r in [ANSWERS[i % 4]]]
-    insert_pairs(store, ds.id, pairs)
-    return ds
+    return toy_dataset(store, 16, 4)
 
 
 def tiny_config(**kw) -> RunConfig:

@@ -6,6 +6,10 @@ Two kinds:
 - `plain`: a text template for models trained on plain text, such as the CHILDES minimal pairs
   (`*MOT: what is that ?` followed by ` *CHI: it is a ball .`). `user_tag`/`reply_tag` let chat
   turn a typed line into the tagged form and make the model continue as the child.
+
+A prompt or reply is text or a conversation: a list of {role, content} messages (TRL's
+conversational shape). Conversations go through the chat template turn by turn; a plain format
+writes their turns with its speaker tags. A system turn (or the format's `system`) comes first.
 """
 
 from __future__ import annotations
@@ -18,6 +22,50 @@ from typing import Literal
 from .errors import ConfigError
 
 FormatKind = Literal["chat", "plain"]
+ROLES = ("system", "user", "assistant", "tool")
+
+
+class Messages(list):
+    """A conversation: a list of {role, content} dicts. Hashable (by its JSON) so a prompt can
+    key a dict the way a text prompt does; treat it as read-only once made."""
+
+    def __hash__(self) -> int:  # lists are unhashable; a prompt is used as a dict key
+        return hash(json.dumps(self, ensure_ascii=False, sort_keys=True))
+
+
+def as_messages(value) -> Messages | None:
+    """`value` as a conversation if it is one: a non-empty list of {role, content} dicts with
+    text content, or the JSON text of such a list; otherwise None."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if not (stripped.startswith("[") and stripped.endswith("]") and '"role"' in stripped):
+            return None
+        try:
+            value = json.loads(stripped)
+        except ValueError:
+            return None
+    if not isinstance(value, list) or not value:
+        return None
+    if all(isinstance(m, dict) and isinstance(m.get("role"), str)
+           and isinstance(m.get("content"), str) for m in value):
+        return value if isinstance(value, Messages) else Messages(value)
+    return None
+
+
+def content_text(value: str | list) -> str:
+    """The words of a field: text as it is, a conversation's contents joined by newlines (for
+    lengths, checks and search, where roles are not words of the pair)."""
+    if isinstance(value, list):
+        return "\n".join(m.get("content", "") for m in value if isinstance(m, dict))
+    return value
+
+
+def plain_text(value: str | list) -> str:
+    """What a person reads: text as it is, a conversation as `role: content` lines."""
+    messages = as_messages(value) if isinstance(value, list) else None
+    if messages is None:
+        return value if isinstance(value, str) else str(value)
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
 @dataclass(frozen=True)
@@ -62,24 +110,44 @@ class PromptFormat:
         return f"plain '{self.template}'{tags}"
 
     # -- rendering ----------------------------------------------------------------------
-    def render_prompt(self, prompt: str, tokenizer=None, system: str | None = None) -> str:
-        """The text the model sees before the reply."""
-        if self.kind == "plain":
-            text = self.template.replace("{prompt}", prompt)
-            sys_text = system if system is not None else self.system
-            return f"{sys_text}\n{text}" if sys_text else text
-        messages = _messages(prompt)
+    def render_prompt(self, prompt: str | list, tokenizer=None, system: str | None = None) -> str:
+        """The text the model sees before the reply. A conversation keeps every turn; its own
+        system turn wins over `system` and the format's."""
+        messages = as_messages(prompt)
         sys_text = system if system is not None else self.system
-        if sys_text and not any(m["role"] == "system" for m in messages):
-            messages = [{"role": "system", "content": sys_text}] + messages
-        return _apply_template(tokenizer, messages, add_generation_prompt=True)
-
-    def render_reply(self, reply: str, tokenizer=None) -> str:
-        """The reply text as it follows the rendered prompt (training and scoring)."""
         if self.kind == "plain":
-            return self.separator + reply
-        end = _end_of_turn(tokenizer)
-        return reply + end
+            if messages is not None:
+                own = [m["content"] for m in messages if m["role"] == "system"]
+                sys_text = own[0] if own else sys_text
+                prompt = self._plain_turns([m for m in messages if m["role"] != "system"])
+            text = self.template.replace("{prompt}", prompt)
+            return f"{sys_text}\n{text}" if sys_text else text
+        messages = messages if messages is not None else [{"role": "user", "content": prompt}]
+        if sys_text and not any(m["role"] == "system" for m in messages):
+            messages = [{"role": "system", "content": sys_text}, *messages]
+        return _apply_template(tokenizer, list(messages), add_generation_prompt=True)
+
+    def render_reply(self, reply: str | list, tokenizer=None) -> str:
+        """The reply text as it follows the rendered prompt (training and scoring). In a chat
+        format a reply of one assistant message renders exactly as its text would; a plain
+        format gives it the reply tag, as a typed chat reply gets it."""
+        messages = as_messages(reply)
+        if messages is not None and len(messages) == 1 and messages[0]["role"] == "assistant":
+            if self.kind == "plain":
+                return self.separator + self.reply_turn(messages[0]["content"])
+            reply, messages = messages[0]["content"], None
+        if self.kind == "plain":
+            return self.separator + (reply if messages is None else self._plain_turns(messages))
+        if messages is None:
+            return reply + _end_of_turn(tokenizer)
+        return _continuation(tokenizer, messages)
+
+    def _plain_turns(self, messages: list[dict]) -> str:
+        """Turns of a conversation as plain text: user turns with the user tag, replies with the
+        reply tag (where the format has tags), joined by the separator."""
+        return self.separator.join(
+            self.reply_turn(m["content"]) if m["role"] == "assistant" else
+            self.user_turn(m["content"]) for m in messages)
 
     def stop_pattern(self) -> re.Pattern | None:
         """Where a generated plain-format answer ends: a newline or the next speaker tag
@@ -149,14 +217,20 @@ def cut_reply(text: str, stop: re.Pattern | None) -> str:
 SPEAKER_TAG = re.compile(r"\s*(\*[A-Z][A-Z0-9]{1,5}:)\s*")
 
 
-def leading_tag(text: str) -> str | None:
-    """The speaker tag a text starts with (`*CHI:`), or None."""
+def leading_tag(text: str | list) -> str | None:
+    """The speaker tag a text starts with (`*CHI:`), or None (a conversation has roles, not
+    tags)."""
+    if not isinstance(text, str):
+        return None
     match = SPEAKER_TAG.match(text or "")
     return match.group(1) if match else None
 
 
-def strip_tag(text: str) -> str:
-    """The utterance without its speaker tag, for instruction models (`*MOT: hi` -> `hi`)."""
+def strip_tag(text: str | list) -> str | list:
+    """The utterance without its speaker tag, for instruction models (`*MOT: hi` -> `hi`); a
+    conversation is returned as it is."""
+    if not isinstance(text, str):
+        return text
     match = SPEAKER_TAG.match(text)
     return text[match.end():] if match else text
 
@@ -166,25 +240,26 @@ CHILDES_FORMAT = PromptFormat(kind="plain", template="{prompt}", separator=" ",
 CHAT_FORMAT = PromptFormat(kind="chat")
 
 
-def _messages(prompt: str) -> list[dict]:
-    """A prompt as chat messages: a JSON message list is used as is, plain text is one user turn."""
-    stripped = prompt.lstrip()
-    if stripped.startswith("[{"):
-        try:
-            msgs = json.loads(stripped)
-            if all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
-                return msgs
-        except json.JSONDecodeError:
-            pass
-    return [{"role": "user", "content": prompt}]
-
-
 def _apply_template(tokenizer, messages: list[dict], add_generation_prompt: bool) -> str:
     if tokenizer is None or not getattr(tokenizer, "chat_template", None):
         raise ConfigError("The chat prompt format needs a tokenizer with a chat template.",
                           "Use a plain prompt format for this model (prompt_format.kind: plain).")
     return tokenizer.apply_chat_template(messages, tokenize=False,
                                          add_generation_prompt=add_generation_prompt)
+
+
+def _continuation(tokenizer, reply: list[dict]) -> str:
+    """Several reply messages as they continue a prompt: the template run on a probe prompt
+    with and without them, the difference kept (TRL's way of rendering a conversational reply)."""
+    probe = [{"role": "user", "content": "x"}]
+    head = _apply_template(tokenizer, probe, add_generation_prompt=True)
+    full = _apply_template(tokenizer, probe + list(reply), add_generation_prompt=False)
+    if not full.startswith(head):
+        raise ConfigError("The chat template renders a reply differently after its prompt, so "
+                          "the reply cannot be cut from it.",
+                          "Use replies of one assistant message, or a plain prompt format.",
+                          field="prompt_format")
+    return full[len(head):].rstrip("\n")
 
 
 def _end_of_turn(tokenizer) -> str:

@@ -1,9 +1,10 @@
 """The Data page's Browse tab: the paged table in the chosen sort, edits in place (saved with the
-version each row was loaded at), per-row actions, add, undo and each pair's history."""
+version each row was loaded at), add and undo; the picked pair's panel is pages/_data_pair.py.
+
+A conversation shows in its cell as `role: content` lines and is edited turn by turn in the pair
+panel; typed over in the grid, it is refused (a cell cannot hold the message list)."""
 
 from __future__ import annotations
-
-import time
 
 import pandas as pd
 import streamlit as st
@@ -17,6 +18,7 @@ from pages._data_common import (
     PAGE_SIZE,
     SORTS,
     S,
+    cell_text,
     count,
     follow_edits,
     messages,
@@ -26,6 +28,11 @@ from pages._data_common import (
     signature,
     workspace_store,
 )
+from pages._data_pair import pair_panel
+from pages._widgets import ensure_routed
+
+if __name__ == "__main__":  # Streamlit ran this helper module as a page: never render it
+    ensure_routed()
 
 
 # -- browse and edit --------------------------------------------------------------------------
@@ -35,6 +42,8 @@ def _snapshot(db, dataset: Dataset, filters: dict) -> dict:
     sig = (*signature(dataset, filters), sort)
     if S.get("data_sig") != sig:
         S["data_sig"], S["data_cursor"] = sig, None
+    if "data_open_cursor" in S:  # a pair another page asked for: its page starts with it
+        S["data_cursor"] = S.pop("data_open_cursor")
     key = (sig, S.get("data_cursor"), S.get("data_nonce", 0))
     snap = S.get("data_snap")
     if snap is None or snap["key"] != key:
@@ -56,9 +65,17 @@ def _snapshot(db, dataset: Dataset, filters: dict) -> dict:
 
 def _frame(pairs: list[dict]) -> pd.DataFrame:
     rows = [{"id": p["id"], "version": p["version"],
-             **{c: ", ".join(p[c]) if c in ("tags", "flags") else p[c] for c in EDIT_COLUMNS}}
+             **{c: ", ".join(p[c]) if c in ("tags", "flags") else cell_text(p[c])
+                for c in EDIT_COLUMNS},
+             **{f"· {k}": _short(v) for k, v in (p["meta"].get("columns") or {}).items()}}
             for p in pairs]
-    return pd.DataFrame(rows, columns=["id", "version", *EDIT_COLUMNS])
+    extra = list(dict.fromkeys(k for r in rows for k in r if k.startswith("· ")))
+    return pd.DataFrame(rows, columns=["id", "version", *EDIT_COLUMNS, *extra])
+
+
+def _short(value) -> str:
+    """A kept import column's value in a cell (the full value is in the pair panel)."""
+    return value if isinstance(value, str) else str(value)[:200]
 
 
 def _changes(original: dict, edited: dict) -> dict:
@@ -70,9 +87,16 @@ def _changes(original: dict, edited: dict) -> dict:
             value = [v.strip() for v in str(value or "").split(",") if v.strip()]
         elif value is None:
             value = ""
-        if value != original[col]:
+        if value != (cell_text(original[col]) if isinstance(original[col], list)
+                     else original[col]):
             changes[col] = value
     return changes
+
+
+def _conversation_cells(original: dict, changes: dict) -> list[str]:
+    """Fields of the change that are conversations: a grid cell cannot hold a message list."""
+    return [c for c in ("prompt", "chosen", "rejected")
+            if c in changes and isinstance(original[c], list)]
 
 
 def _save_editor(editor_key: str) -> None:
@@ -84,9 +108,14 @@ def _save_editor(editor_key: str) -> None:
         changes = _changes(original, edited)
         if not changes:
             continue
+        if cells := _conversation_cells(original, changes):
+            S["data_msg"] = ("error", f"Pair {original['id']}: {', '.join(cells)} is a "
+                             "conversation; edit its turns under \"Edit conversation\" below "
+                             "the table. Nothing of that row was saved.")
+            continue
         try:
             edits.update_pair(workspace_store(), original["id"], changes, original["version"],
-                              actor="data page")
+                              actor="data page", dataset_id=original["dataset_id"])
             saved += 1
         except ConflictError as exc:
             S["data_conflicts"].append({**exc.current, "pair_id": original["id"]})
@@ -145,8 +174,10 @@ def browse_tab(db, dataset: Dataset, filters: dict, total: int, mark: int | None
     if not ids:
         st.info("No pairs match.")
     else:
-        st.data_editor(_frame(snap["pairs"]), key=editor_key, hide_index=True,
-                       disabled=["id", "version"], width="stretch",
+        frame = _frame(snap["pairs"])
+        kept = [c for c in frame.columns if c.startswith("· ")]  # import columns: shown only
+        st.data_editor(frame, key=editor_key, hide_index=True,
+                       disabled=["id", "version", *kept], width="stretch",
                        column_config={c: st.column_config.TextColumn(c, width="medium")
                                       for c in ("prompt", "chosen", "rejected")})
         save = st.columns([1, 1, 4], vertical_alignment="center")
@@ -156,7 +187,7 @@ def browse_tab(db, dataset: Dataset, filters: dict, total: int, mark: int | None
         if unsaved:
             save[1].button("Discard edits", key="data_discard", on_click=refresh)
             save[2].warning(f"{unsaved} row(s) with unsaved edits.")
-        _row_actions(snap["pairs"])
+        pair_panel(dataset, snap["pairs"], filters["search"])
     cols = st.columns(3)
     cols[0].button("Undo last edit", key="data_undo", on_click=lambda: run(
         edits.undo, workspace_store(), dataset=dataset.id, actor="data page",
@@ -164,61 +195,6 @@ def browse_tab(db, dataset: Dataset, filters: dict, total: int, mark: int | None
     cols[1].button("Reload page", key="data_reload", on_click=refresh)
     with cols[2].popover("Add a pair"):
         _add_form(dataset)
-
-
-def _row_actions(pairs: list[dict]) -> None:
-    by_id = {p["id"]: p for p in pairs}
-    pid = st.selectbox("Pair", list(by_id), key="data_row",
-                       format_func=lambda i: f"{i}: {by_id[i]['prompt'][:70]}")
-    if pid not in by_id:
-        return
-    p, store_ = by_id[pid], workspace_store
-    cols = st.columns(6)
-    cols[0].button("Swap chosen/rejected", key="data_swap", on_click=lambda: run(
-        edits.swap_pair, store_(), pid, p["version"], actor="data page", ok=f"Swapped {pid}."))
-    if p["deleted"]:
-        cols[1].button("Restore", key="data_restore", on_click=lambda: run(
-            edits.restore_pair, store_(), pid, p["version"], ok=f"Restored {pid}."))
-    else:
-        cols[1].button("Delete", key="data_delete", on_click=lambda: run(
-            edits.delete_pair, store_(), pid, p["version"], ok=f"Deleted {pid}."))
-    # Forms: clicking the button sends what was typed with the click (no Enter needed).
-    for col, field in ((cols[2], "tag"), (cols[3], "flag")):
-        with col.form(f"data_{field}_form", clear_on_submit=True, border=False):
-            st.text_input(f"Add {field}", key=f"data_new_{field}")
-            st.form_submit_button(f"Add {field}", key=f"data_add_{field}", on_click=_mark,
-                                  args=(p, field, f"data_new_{field}"))
-    with cols[4].form("data_note_form", border=False):
-        note_key = f"data_note_{pid}_{p['version']}"  # a new version shows the note it saved
-        st.text_input("Note", value=p["note"], key=note_key)
-        st.form_submit_button("Save note", key="data_save_note", on_click=_mark,
-                              args=(p, "note", note_key))
-    with st.expander(f"History of pair {pid}"):
-        rows = edits.history(store_(), pid)
-        if rows:
-            st.dataframe(pd.DataFrame([{**r, "at": _local_time(r["at"]),
-                                        "before": str(r["before"]), "after": str(r["after"])}
-                                       for r in rows]), hide_index=True, width="stretch")
-        else:
-            st.caption("No edits yet.")
-
-
-def _mark(pair: dict, field: str, key: str) -> None:
-    """Add the tag/flag or save the note typed in the box `key` (read when the button is hit)."""
-    value = S.get(key) or ""
-    if field != "note":
-        value = value.strip()
-        if not value:
-            S["data_msg"] = ("error", f"Type a {field} in the box first, then press Add {field}.")
-            return
-    done = {"tag": f"Added tag '{value}' to", "flag": f"Added flag '{value}' to",
-            "note": "Saved note on"}[field]
-    run(edits.mark_pair, workspace_store(), pair["id"], pair["version"], **{field: value},
-         actor="data page", ok=f"{done} {pair['id']}.")
-
-
-def _local_time(at: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) if at else ""
 
 
 def _add_form(dataset: Dataset) -> None:

@@ -1,5 +1,6 @@
 """State and helpers shared by the Data page's sections: cached summaries and checks, action
-callbacks and their messages, the dataset picker and the filter bar.
+callbacks and their messages, the dataset picker, the filter bar, a pair another page asked to
+open, and texts shown as what they are (a conversation as its turns).
 
 Actions run in widget callbacks (before the body draws), so the body always shows the state after
 the action. Errors from callbacks are kept in session state and shown once by `messages()`.
@@ -7,21 +8,31 @@ the action. Errors from callbacks are kept in session state and shown once by `m
 
 from __future__ import annotations
 
+import html
+
 import streamlit as st
 
-from dpo_core.data.browse import count_matches
-from dpo_core.data.checks import run_checks
-from dpo_core.data.datasets import Dataset, dataset_names, get_dataset
-from dpo_core.data.edits import last_edit_id
+from dpo_core.data.browse import SEARCH_FIELDS, count_matches, highlight
+from dpo_core.data.checks import CHECKS, check_counts, checked_before
+from dpo_core.data.datasets import Dataset, dataset_names, get_dataset, lineage
+from dpo_core.data.edits import get_pair, last_edit_id
 from dpo_core.data.stats import dataset_summary, token_lengths
+from dpo_core.data.truncation import truncated_ids
 from dpo_core.errors import ConflictError, DPOLabError
+from dpo_core.formats import as_messages, plain_text
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC, load_tokenizer, model_state, resolve_path
 from dpo_core.store import open_store
-from pages._widgets import workspace
+from pages._widgets import ensure_routed, workspace
+
+if __name__ == "__main__":  # Streamlit ran this helper module as a page: never render it
+    ensure_routed()
 
 PAGE_SIZE = 25
 COUNT_CAP = 1000
 ALL = "(all)"
+TABS = ["Browse", "Review", "Checks", "Stats", "Transform", "Import / Export"]
+REVIEW = "Review"
+REVIEW_STATES = {ALL: ALL, "unreviewed": "not reviewed yet", "reviewed": "reviewed"}
 EDIT_COLUMNS = ["prompt", "chosen", "rejected", "split", "source", "tags", "flags", "note"]
 SORTS = {"id": "id ↑", "-id": "id ↓", "chosen_len": "chosen length ↑",
          "-chosen_len": "chosen length ↓", "rejected_len": "rejected length ↑",
@@ -30,32 +41,41 @@ SORTS = {"id": "id ↑", "-id": "id ↓", "chosen_len": "chosen length ↑",
 S = st.session_state
 
 
-
-# -- cached summaries (keyed on dataset and its latest edit: a rerun never rescans) ----------
+# -- summaries and checks (kept current by the library: a rerun never rescans) ---------------
 def edit_mark(db, dataset_id: int) -> int:
     """The latest edit id of a dataset: changes whenever its pairs change."""
     return last_edit_id(db, dataset_id)
 
 
-@st.cache_data(show_spinner="Counting ...", max_entries=16)
-def summary(db_path: str, dataset_id: int, created: float, mark: int) -> dict:
-    """Counts per split/source, tag and flag names, and word lengths (sampled for charts)."""
-    return dataset_summary(open_store(db_path), dataset_id)
+def summary(db, dataset_id: int, lengths: bool = False) -> dict:
+    """Counts per split/source, tag and flag names, and (for the charts) word lengths of a
+    sample: kept current edit by edit by the library, so read fresh on every run."""
+    return dataset_summary(db, dataset_id, lengths=lengths)
 
 
-def check_results(db_path: str, dataset_id: int, created: float, mark: int) -> dict:
-    """Every check; too_long as well once a max length in tokens is set in the Checks panel."""
+def check_results(db, dataset_id: int, created: float, mark: int) -> dict:
+    """{check: {"count": n}} of every stored check (kept current edit by edit, so never a
+    rescan); `truncated` with its ids too once a max length is set in the Checks panel."""
+    if checked_before(db, dataset_id):
+        counts = check_counts(db, dataset_id)
+    else:
+        with st.spinner("Checking every pair once (later edits update the checks) ...",
+                        show_time=True):
+            counts = check_counts(db, dataset_id)
+    results = {name: {"count": n} for name, n in counts.items()}
     max_tokens = int(S.get("data_max_tokens") or 0)
-    return _checks(db_path, dataset_id, created, mark, max_tokens,
-                   token_model() if max_tokens else "")
+    if max_tokens:
+        ids = _truncated(db.path, dataset_id, created, mark, max_tokens,
+                         int(S.get("data_max_prompt_tokens") or 0), token_model())
+        results["truncated"] = {"count": len(ids), "ids": ids}
+    return results
 
 
-@st.cache_data(show_spinner="Running checks ...", max_entries=16)
-def _checks(db_path: str, dataset_id: int, created: float, mark: int, max_tokens: int,
-            spec: str) -> dict:
-    tokenizer = tokenizer_for(spec) if max_tokens else None
-    return run_checks(open_store(db_path), dataset_id, max_tokens=max_tokens or None,
-                      tokenizer=tokenizer)
+@st.cache_data(show_spinner="Rendering pairs for the model ...", max_entries=8)
+def _truncated(db_path: str, dataset_id: int, created: float, mark: int, max_tokens: int,
+               max_prompt_tokens: int, spec: str) -> list[int]:
+    return truncated_ids(open_store(db_path), dataset_id, tokenizer_for(spec), max_tokens,
+                         max_prompt_length=max_prompt_tokens, model_path=resolve_path(spec))
 
 
 def token_model() -> str:
@@ -98,10 +118,15 @@ def refresh() -> None:
     S["data_nonce"] = S.get("data_nonce", 0) + 1
 
 
-def messages() -> None:
+def notice() -> None:
+    """What the last action did, or why it was refused (shown once, on any tab)."""
     kind, text = S.pop("data_msg", (None, None))
     if kind:
         getattr(st, kind)(text)
+
+
+def messages() -> None:
+    notice()
     conflicts = S.get("data_conflicts") or []
     for c in conflicts:
         current, yours = c["current"], c["yours"]
@@ -145,11 +170,42 @@ def dataset_picker(db) -> Dataset | None:
 def forget_dataset_state() -> None:
     """Filters, cursor, picked pair and conflicts belong to one dataset: start over on another
     (a failing-check filter carried over would show "No pairs match")."""
-    for key in ("data_check", "data_split", "data_source", "data_tag", "data_flag"):
+    for key in ("data_check", "data_split", "data_source", "data_tag", "data_flag",
+                "data_review_state"):
         S[key] = ALL
-    for key in ("data_row", "data_cursor", "data_sig", "data_snap", "data_review_sig"):
+    for key in ("data_cursor", "data_sig", "data_snap", "data_review_sig", "data_review_undo",
+                "data_review_after", "data_column"):
         S.pop(key, None)
+    for key in [k for k in S if str(k).startswith("data_row_")]:
+        S.pop(key, None)  # the pair selector of a dataset is keyed by its id: a fresh one
     S["data_conflicts"] = []
+
+
+def open_requested_pair(db, dataset: Dataset) -> int | None:
+    """The pair another page asked for (st.session_state["pair_id"], with "dataset"): shown on
+    the Browse tab as the first row, picked in the pair selector. Asked once."""
+    wanted = S.pop("pair_id", None)
+    if wanted is None:
+        return None
+    try:
+        pair = get_pair(db, int(wanted))
+    except (DPOLabError, TypeError, ValueError):
+        S["data_msg"] = ("warning", f"Pair {wanted} does not exist any more.")
+        return None
+    if pair.dataset_id != dataset.id:
+        S["data_msg"] = ("warning", f"Pair {pair.id} is not in {dataset.name}; nothing opened.")
+        return None
+    for key in ("data_check", "data_split", "data_source", "data_tag", "data_flag",
+                "data_review_state"):
+        S[key] = ALL
+    S["data_search"], S["data_column"], S["data_sort"] = "", "", "id"
+    S["data_search_fields"] = []
+    S["data_deleted"] = pair.deleted
+    S["data_open_cursor"] = ("after", pair.id - 1)  # taken by the table once its filters are set
+    S[f"data_row_{dataset.id}"] = pair.id
+    S["data_tab"] = "Browse"
+    S["data_msg"] = ("info", f"Opened pair {pair.id} of {dataset.name}.")
+    return pair.id
 
 
 def clear_check() -> None:
@@ -158,41 +214,58 @@ def clear_check() -> None:
 
 def filter_bar(summary_: dict, checks: dict) -> dict:
     """Search box and filters; returns keyword arguments for edits.page()."""
-    top = st.columns([3, 2, 1], vertical_alignment="bottom")
+    top = st.columns([3, 1, 2, 1], vertical_alignment="bottom")
     search = top[0].text_input("Search prompt, chosen, rejected", key="data_search",
-                               placeholder="words to find")
+                               placeholder='words, "a phrase", prefix*',
+                               help='All words must appear; "quoted words" together; ball* '
+                                    'matches ball, balls, balloon.')
+    fields = top[1].multiselect("in", SEARCH_FIELDS, key="data_search_fields",
+                                placeholder="all fields")
     options = [ALL, *checks]
     if S.get("data_check") not in options:
         S["data_check"] = ALL
-    check = top[1].selectbox("Failing check", options, key="data_check",
+    check = top[2].selectbox("Failing check", options, key="data_check",
                              format_func=lambda c: c if c == ALL else
                              f"{c} ({checks[c]['count']:,})")
-    deleted = top[2].toggle("Deleted pairs", key="data_deleted",
+    deleted = top[3].toggle("Deleted pairs", key="data_deleted",
                             help="Show deleted pairs (to restore them) instead of live ones.")
-    cols = st.columns(4)
+    cols = st.columns(6)
     split = cols[0].selectbox("Split", [ALL, *sorted(summary_["splits"])], key="data_split")
     source = cols[1].selectbox("Source", [ALL, *summary_["raw_sources"]], key="data_source")
     tag = cols[2].selectbox("Tag", [ALL, *summary_["tags"]], key="data_tag")
     flag = cols[3].selectbox("Flag", [ALL, *summary_["flags"]], key="data_flag")
+    state = cols[4].selectbox("Review", list(REVIEW_STATES), key="data_review_state",
+                              format_func=REVIEW_STATES.get)
+    column = cols[5].text_input("Column", key="data_column", placeholder="rating>=4",
+                                help="Filter on a column the import kept: "
+                                f"{', '.join(summary_.get('columns', [])) or 'none here'}.")
     pick = {k: (None if v == ALL else v) for k, v in
             {"split": split, "source": source, "tag": tag, "flag": flag}.items()}
     return {**pick, "search": search.strip() or None, "deleted": deleted,
-            "ids": checks[check]["ids"] if check != ALL else None, "check": check}
+            "ids": checks[check].get("ids") if check != ALL else None, "check": check,
+            "reviewed": None if state == ALL else state == "reviewed",
+            "column": column.strip() or None, "fields": fields or None}
 
 
 def query(filters: dict) -> dict:
-    return {k: v for k, v in filters.items() if k != "check"}
+    """browse.page() arguments: a stored check filters in SQL, `truncated` by its ids."""
+    out = {k: v for k, v in filters.items() if k != "check"}
+    out["check"] = filters["check"] if filters["check"] in CHECKS else None
+    return out
 
 
 def signature(dataset: Dataset, filters: dict) -> tuple:
     return (dataset.id, *(str(filters[k]) for k in ("split", "source", "tag", "flag", "search",
-                                                     "deleted", "check")))
+                                                     "deleted", "check", "reviewed", "column",
+                                                     "fields")))
 
 
 def count(db, dataset: Dataset, filters: dict, total: int) -> tuple[int, str]:
     """Matching pairs and how to show them: the cached total when nothing filters, else a count
     that stops at COUNT_CAP + 1 (shown as "1,000+")."""
-    if not any(v for k, v in filters.items() if k != "check") and filters["check"] == ALL:
+    active = any(filters[k] for k in ("split", "source", "tag", "flag", "search", "ids",
+                                      "column", "deleted"))
+    if not active and filters["reviewed"] is None and filters["check"] == ALL:
         return total, f"{total:,}"
     n = count_matches(db, dataset.id, cap=COUNT_CAP, **query(filters))
     return n, f"{COUNT_CAP:,}+" if n > COUNT_CAP else f"{n:,}"
@@ -200,6 +273,50 @@ def count(db, dataset: Dataset, filters: dict, total: int) -> tuple[int, str]:
 
 def workspace_store():
     return open_store(workspace().db_path)
+
+
+def lineage_text(db, dataset: Dataset) -> str:
+    """'made from demo-childes (split) <- ...', names kept even once a parent is deleted."""
+    chain = lineage(db, dataset.id)
+    if not chain:
+        return "imported" if "import" in dataset.recipe else "original"
+    parts = [f"{c['name']}{'' if c['id'] else ' (deleted)'}" for c in chain]
+    return f"made by {chain[0]['op'] or 'a transform'} from " + " ← ".join(parts)
+
+
+def show_text(value, search: str | None = None) -> None:
+    """A pair field as it is: a conversation as its turns (role by role), text as text; the
+    words of a search marked."""
+    messages = as_messages(value) if isinstance(value, list) else None
+    if messages is None:
+        _text(value, search)
+        return
+    for message in messages:
+        with st.chat_message(_AVATARS.get(message["role"], message["role"][:1] or "?")):
+            st.caption(message["role"])
+            _text(message["content"], search)
+
+
+def _text(text: str, search: str | None) -> None:
+    if not search:
+        st.text(text)
+        return
+    marked = highlight(text, search, escape=html.escape)
+    st.html(f'<div style="white-space: pre-wrap; font-family: monospace">{marked}</div>')
+
+
+_AVATARS = {"user": "user", "assistant": "assistant", "system": "⚙️", "tool": "🛠️"}
+
+
+def cell_text(value) -> str:
+    """A pair field in a table cell: a conversation as its last turn (the one being answered,
+    or the reply), with how many turns come before it; every turn shows in the pair panel."""
+    messages = as_messages(value) if isinstance(value, list) else None
+    if messages is None:
+        return plain_text(value)
+    last = messages[-1]
+    earlier = f"  [after {len(messages) - 1} earlier turn(s)]" if len(messages) > 1 else ""
+    return f"{last['role']}: {last['content']}{earlier}"
 
 
 def follow_edits(db, dataset: Dataset, mark: int | None) -> None:

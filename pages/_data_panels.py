@@ -1,5 +1,5 @@
-"""The Data page's other tabs: checks, statistics, transforms (derived datasets), import,
-export and the hub push."""
+"""The Data page's other tabs: checks, statistics, transforms (derived datasets), export and
+the hub push (the import form is pages/_data_import.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import plotly.express as px
 import streamlit as st
 
 from dpo_core.data import transforms
-from dpo_core.data.checks import CHECKS
+from dpo_core.data.checks import CHECKS, length_bias
 from dpo_core.data.datasets import Dataset, get_dataset
 from dpo_core.data.exporter import EXPORT_FORMATS, export_pairs, push_dataset
-from dpo_core.data.importer import FORMATS, import_pairs, parse_mapping
 from dpo_core.errors import DPOLabError
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC
 from pages._data_common import (
@@ -24,24 +23,51 @@ from pages._data_common import (
     token_model,
     workspace_store,
 )
-from pages._widgets import errors_shown, workspace
+from pages._widgets import ensure_routed, errors_shown, workspace
+
+if __name__ == "__main__":  # Streamlit ran this helper module as a page: never render it
+    ensure_routed()
 
 
 # -- checks and stats -------------------------------------------------------------------------
-def checks_panel(checks: dict) -> None:
-    st.caption("Pairs failing each check (live pairs). Show one to filter the table to it.")
-    cols = st.columns(2)
-    cols[0].number_input("Max length in tokens (prompt + longer answer; 0 = off)", min_value=0,
-                         value=0, step=64, key="data_max_tokens",
-                         help="Adds the too long check, counted with the tokenizer below.")
-    cols[1].text_input("Tokenizer of model", key="data_token_model", placeholder=token_model(),
-                       help=f"{DEFAULT_SPEC}, {TINY_SPEC}, a model folder or a hub id.")
+CHECK_HELP = {
+    "identical": "chosen and rejected are the same text",
+    "normalized_identical": "the same words once case, punctuation and spacing are set aside",
+    "empty": "a field holds no text",
+    "duplicate": "the same prompt, chosen and rejected as an earlier pair",
+    "near_duplicate": "MinHash-similar to an earlier pair (Jaccard ≥ 0.8), not a repeat",
+    "contradiction": "the same two replies preferred both ways (A>B and B>A); Deduplicate "
+                     "keeps the majority",
+    "leakage": "the same prompt in two splits (train and eval)",
+    "speaker_tag": "a reply lacks the speaker tag (like *CHI:) the replies carry",
+    "length_imbalance": "one reply is over 4x longer than the other",
+    "chosen_longer": "the chosen reply has more words (the length bias, see Stats)",
+    "truncated": "a reply is cut at max_length for the model below",
+}
+
+
+def checks_panel(checks: dict, summary_: dict) -> None:
+    st.caption("Pairs failing each check (live pairs), kept current edit by edit. Show one to "
+               "filter the table to it; `python -m dpo_core data checks NAME --check CHECK` "
+               "lists them too.")
+    cols = st.columns(3)
+    cols[0].number_input("max_length in tokens (0 = off)", min_value=0, value=0, step=64,
+                         key="data_max_tokens", help="Adds the truncated check: pairs whose "
+                         "reply a run with this max_length would cut, rendered for the model.")
+    cols[1].number_input("max_prompt_length", min_value=0, value=0, step=64,
+                         key="data_max_prompt_tokens", help="A run's prompt cut (0 = off).")
+    cols[2].text_input("Model", key="data_token_model", placeholder=token_model(),
+                       help=f"{DEFAULT_SPEC}, {TINY_SPEC}, run:<id>, a model folder or a hub id.")
     for name, result in checks.items():
-        cols = st.columns([2, 1, 1])
+        cols = st.columns([2, 4, 1, 1])
         cols[0].markdown(f"**{name.replace('_', ' ')}**")
-        cols[1].markdown(f"{result['count']:,}")
-        cols[2].button("Show", key=f"data_show_{name}", disabled=not result["count"],
+        cols[1].caption(CHECK_HELP.get(name, ""))
+        cols[2].markdown(f"{result['count']:,}")
+        cols[3].button("Show", key=f"data_show_{name}", disabled=not result["count"],
                        on_click=lambda n=name: S.update(data_check=n))
+    total = max(1, summary_["total"])
+    st.caption(f"Length bias: the chosen reply is the longer one in "
+               f"{checks['chosen_longer']['count'] / total:.0%} of the pairs (see Stats).")
     st.button("Clear check filter", key="data_clear_check", on_click=clear_check)
 
 
@@ -60,12 +86,27 @@ def stats_panel(summary_: dict, dataset: Dataset | None = None, mark: int = 0) -
                       key="data_hist")
     right.plotly_chart(px.scatter(lengths, x="chosen", y="rejected", opacity=0.4,
                                   title="Chosen vs rejected length (words)"), key="data_scatter")
+    if dataset is not None:
+        _length_bias(lengths, dataset)
     if dataset is None and S.get("dataset"):
         db = workspace_store()
         dataset = get_dataset(db, S["dataset"])
         mark = edit_mark(db, dataset.id)
     if dataset is not None:
         _token_histogram(summary_, dataset, mark)
+
+
+def _length_bias(lengths: pd.DataFrame, dataset: Dataset) -> None:
+    """How often chosen is the longer reply (all pairs), and the spread of the difference."""
+    bias = length_bias(workspace_store(), dataset.id)
+    difference = lengths["chosen"] - lengths["rejected"]
+    st.plotly_chart(px.histogram(x=difference, nbins=60, labels={"x": "chosen − rejected (words)"},
+                                 title=f"Length bias: chosen is longer in {bias['share']:.0%} of "
+                                 f"the pairs ({bias['chosen_longer']:,} of {bias['pairs']:,})"),
+                    key="data_bias")
+    if bias["share"] > 0.6:
+        st.warning("Most chosen replies are the longer ones: DPO may learn to prefer length. "
+                   "Consider balancing (Checks → chosen longer).")
 
 
 def _token_histogram(summary_: dict, dataset: Dataset, mark: int) -> None:
@@ -98,12 +139,18 @@ def transform_panel(db, dataset: Dataset) -> None:
                           "sample": "Sample N"}.get)
     args: dict = {}
     if op == "split":
-        args["eval_size"] = st.number_input("Eval size (fraction < 1 or count)", value=0.1,
-                                            min_value=0.0, key="data_eval_size")
+        size = st.number_input("Eval size (a fraction below 1, or a whole count)", value=0.1,
+                               min_value=0.0, key="data_eval_size")
+        args["eval_size"] = int(size) if size >= 1 and size == int(size) else size
         args["first"] = st.radio("How", ["random", "first N train"], key="data_split_how",
                                  horizontal=True) != "random"
     if op == "noise":
-        args["flip"] = st.slider("Fraction to flip", 0.0, 1.0, 0.1, key="data_flip")
+        args["flip"] = st.slider("Fraction of the train pairs to flip", 0.0, 1.0, 0.1,
+                                 key="data_flip")
+        args["splits"] = "all" if st.toggle(
+            "Flip eval pairs too", key="data_flip_all",
+            help="Off (the default): only the train split is flipped, so evaluation measures "
+                 "against clean labels.") else "train"
     if op == "filter":
         args["check"] = st.selectbox("Check", [None, *run_checks_names()], key="data_f_check")
         args["search"] = st.text_input("or search", key="data_f_search") or None
@@ -122,13 +169,13 @@ def transform_panel(db, dataset: Dataset) -> None:
             args["n"] = int(args["n"])
         made = fns[op](db, dataset.id, into=into, **args)
         done = f"Created {made.name} from {dataset.name}; it is now the open dataset."
-        S["data_msg"] = S["data_transform_msg"] = ("success", done)  # Browse and here
+        S["data_transform_msg"] = ("success", done)  # shown here, where the user is
         pick(made.name)
         st.rerun()
 
 
 def run_checks_names() -> list[str]:
-    return [c for c in CHECKS if c != "too_long"]
+    return list(CHECKS)
 
 
 def export_panel(db, dataset: Dataset) -> None:
@@ -168,59 +215,3 @@ def hub_push_form(db, dataset: Dataset) -> None:
             url = push_dataset(db, dataset.id, repo.strip(), token=token.strip() or None,
                                private=private)
             st.success(f"Pushed to {url}")
-
-
-# The library's import messages name the CLI flag; the page has a mapping box instead.
-CLI_WORDS = (("pass --map prompt=COL,chosen=COL,rejected=COL",
-              "fill in Column mapping in the Import form (e.g. prompt=question,chosen=good,"
-              "rejected=bad)"),
-             ("with --map prompt=COL,chosen=COL,rejected=COL", "mapped in Column mapping"),
-             ("Write --map", "Write Column mapping as"),
-             ("Fix --map", "Fix Column mapping"),
-             ("--map part", "Column mapping part"),
-             ("--map", "Column mapping"))
-
-
-def _page_words(text: str) -> str:
-    for cli, page in CLI_WORDS:
-        text = text.replace(cli, page)
-    return text
-
-
-def import_form(db) -> None:
-    st.subheader("Import")
-    kind, text = S.pop("data_import_msg", (None, None))
-    if kind:
-        getattr(st, kind)(text)
-    with st.form("data_import_form"):
-        upload = st.file_uploader("File (CSV, JSON, JSON Lines, Parquet)", key="data_upload")
-        hub = st.text_input("... or a Hugging Face dataset id (needs network)", key="data_hub")
-        cols = st.columns(3)
-        fmt = cols[0].selectbox("Format", FORMATS, key="data_import_fmt")
-        split = cols[1].selectbox("Split", ["train", "eval"], key="data_import_split")
-        name = cols[2].text_input("New dataset name", key="data_import_name")
-        mapping = st.text_input("Column mapping (optional)", key="data_import_map",
-                                placeholder="prompt=question,chosen=good,rejected=bad")
-        submitted = st.form_submit_button("Import")
-    if not submitted:
-        return
-    source = hub.strip() or None
-    if upload is not None:
-        path = workspace().cache / "uploads" / upload.name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(upload.getvalue())
-        source = path
-    if source is None:
-        st.error("Choose a file or enter a hub dataset id.")
-        return
-    name = name.strip() or (upload.name.rsplit(".", 1)[0] if upload else hub.split("/")[-1])
-    try:
-        result = import_pairs(db, source, dataset=name, format=fmt if upload else "hub",
-                              mapping=parse_mapping(mapping), split=split)
-    except DPOLabError as exc:
-        st.error(_page_words(exc.message + (f"\n\n**Fix:** {exc.fix}" if exc.fix else "")))
-        return
-    done = f"Imported {result.count:,} pairs into {result.dataset.name} (shape: {result.shape})."
-    S["data_msg"] = S["data_import_msg"] = ("success", done)  # Browse and here, where the user is
-    pick(result.dataset.name)
-    st.rerun()

@@ -1,7 +1,9 @@
 """Data: browse, search, edit, review, check, transform, import and export preference pairs.
 
-Everything is paged by id (keyset), so a rerun costs the same at 1k or 100k pairs; stats and check
-results are cached per dataset and its latest edit. Sections live in pages/_data_*.py.
+Everything is paged by id (keyset), and the summary and check results are kept current edit by
+edit by the library, so a rerun, and an edit, cost the same at 1k or 100k pairs. Only the open tab runs (its widgets, and so
+the Review tab's one-key shortcuts, exist only while it is shown). Sections live in
+pages/_data_*.py.
 """
 
 import streamlit as st
@@ -9,8 +11,11 @@ import streamlit as st
 from pages import _data_common as common
 from pages import _data_panels as panels
 from pages._data_browse import browse_tab
+from pages._data_import import import_form, transcripts_form
 from pages._data_review import review_tab
-from pages._widgets import errors_shown, store
+from pages._widgets import ensure_routed, errors_shown, store
+
+ensure_routed()
 
 st.title("Data")
 db = store()
@@ -18,26 +23,35 @@ with errors_shown():
     dataset = common.dataset_picker(db)
     if dataset is None:
         st.info("No datasets yet: import one below.")
-        panels.import_form(db)
+        import_form(db)
         st.stop()
+    common.open_requested_pair(db, dataset)
+    common.notice()
     mark = common.edit_mark(db, dataset.id)
-    summary = common.summary(db.path, dataset.id, dataset.created, mark)
-    checks = common.check_results(db.path, dataset.id, dataset.created, mark)
+    checks = common.check_results(db, dataset.id, dataset.created, mark)  # first: may take long
+    summary = common.summary(db, dataset.id)
     st.caption(f"{summary['total']:,} pairs · {len(summary['splits'])} split(s) · "
-               f"last edit #{mark}")
+               f"{common.lineage_text(db, dataset)} · last edit #{mark}")
     filters = common.filter_bar(summary, checks)
-    tabs = st.tabs(["Browse", "Review", "Checks", "Stats", "Transform", "Import / Export"])
-    with tabs[0]:
-        browse_tab(db, dataset, filters, summary["total"], mark)
-    with tabs[1]:
-        review_tab(db, dataset, filters, summary["total"], mark)
-    with tabs[2]:
-        panels.checks_panel(checks)
-    with tabs[3]:
-        panels.stats_panel(summary)
-    with tabs[4]:
-        panels.transform_panel(db, dataset)
-    with tabs[5]:
-        panels.export_panel(db, dataset)
-        st.divider()
-        panels.import_form(db)
+    tabs = st.tabs(common.TABS, key="data_tab", on_change="rerun")
+    if tabs[0].open:
+        with tabs[0]:
+            browse_tab(db, dataset, filters, summary["total"], mark)
+    if tabs[1].open:
+        with tabs[1]:
+            review_tab(db, dataset, filters, summary["total"], mark)
+    if tabs[2].open:
+        with tabs[2]:
+            panels.checks_panel(checks, summary)
+    if tabs[3].open:
+        with tabs[3]:
+            panels.stats_panel(common.summary(db, dataset.id, lengths=True), dataset, mark)
+    if tabs[4].open:
+        with tabs[4]:
+            panels.transform_panel(db, dataset)
+    if tabs[5].open:
+        with tabs[5]:
+            panels.export_panel(db, dataset)
+            st.divider()
+            import_form(db)
+            transcripts_form(db)

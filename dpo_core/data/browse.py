@@ -2,11 +2,16 @@
 
 Paging is keyset (`id > after`, or `(length, id) > cursor`), so a page costs the same at 1k or
 100k pairs.
+
+Search: words must all appear (in any order); `"two words"` must appear together; `ball*`
+matches any word that starts with ball; `fields` limits it to prompt, chosen and/or rejected.
+Nothing a user types reaches FTS5's own syntax. `highlight` marks the hits in a text.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from ..errors import DataError
@@ -28,17 +33,62 @@ class Page:
     last_key: int | tuple | None = None  # cursor for `after=`
 
 
-def fts_query(text: str) -> str:
-    """Quote every word so user text never reaches FTS5 syntax (AND, NEAR, quotes, '*')."""
-    words = text.split()
-    return " ".join('"' + w.replace('"', '""') + '"' for w in words)
+SEARCH_FIELDS = ("prompt", "chosen", "rejected")
+_TERM = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def search_terms(text: str) -> list[tuple[str, bool]]:
+    """(words, prefix) of a search: quoted phrases stay whole; a trailing * asks for a prefix."""
+    terms = []
+    for phrase, word in _TERM.findall(text or ""):
+        value = phrase if phrase else word
+        prefix = not phrase and value.endswith("*") and len(value) > 1
+        value = value.rstrip("*") if prefix else value
+        words = " ".join(re.findall(r"\w+", value))
+        if words:
+            terms.append((words, prefix))
+    return terms
+
+
+def fts_query(text: str, fields: list[str] | tuple[str, ...] | None = None) -> str:
+    """An FTS5 query for what the user typed: every term quoted (so AND, NEAR, quotes and
+    brackets are only text), prefix terms starred, scoped to `fields` if given."""
+    parts = [f'"{words}"' + ("*" if prefix else "") for words, prefix in search_terms(text)]
+    query = " ".join(parts) or '""'
+    wrong = set(fields or ()) - set(SEARCH_FIELDS)
+    if wrong:
+        raise DataError(f"Unknown search field(s): {', '.join(sorted(wrong))}.",
+                        f"Search in any of: {', '.join(SEARCH_FIELDS)}.")
+    if fields and set(fields) != set(SEARCH_FIELDS):
+        return "{" + " ".join(f for f in SEARCH_FIELDS if f in fields) + "} : (" + query + ")"
+    return query
+
+
+def highlight(text: str, search: str, mark: tuple[str, str] = ("<mark>", "</mark>"),
+              escape=None) -> str:
+    """`text` with the search's words (whole, or as prefixes) wrapped in `mark`; `escape`
+    (e.g. html.escape) is applied to the text between."""
+    escape = escape or (lambda t: t)
+    patterns = []
+    for words, prefix in search_terms(search):
+        body = r"\W+".join(re.escape(w) for w in words.split())
+        patterns.append(rf"\b{body}" + (r"\w*" if prefix else r"\b"))
+    if not patterns:
+        return escape(text)
+    out, last = [], 0
+    for match in re.finditer("|".join(patterns), text, flags=re.IGNORECASE):
+        out += [escape(text[last:match.start()]), mark[0], escape(match.group()), mark[1]]
+        last = match.end()
+    return "".join(out) + escape(text[last:])
 
 
 def page(store: Store, dataset: str | int, *, after: int | tuple | None = None,
          before: int | tuple | None = None, limit: int = 50, split: str | None = None,
          source: str | None = None, tag: str | None = None, flag: str | None = None,
          search: str | None = None, ids: list[int] | None = None,
-         deleted: bool = False, sort: str = "id") -> Page:
+         deleted: bool = False, sort: str = "id", reviewed: bool | None = None,
+         column: str | None = None, check: str | None = None,
+         fields: list[str] | None = None) -> Page:
     """One page of pairs in `sort` order, after (or before) a cursor, with optional filters.
 
     The cursor is an id for the id sorts and (length, id) for length sorts: keyset paging on
@@ -53,7 +103,8 @@ def page(store: Store, dataset: str | int, *, after: int | tuple | None = None,
                         "(a leading '-' for descending).")
     backward = before is not None
     filters = dict(split=split, source=source, tag=tag, flag=flag, search=search, ids=ids,
-                   deleted=deleted)
+                   deleted=deleted, reviewed=reviewed, column=column, check=check,
+                   fields=fields)
 
     def select(source_sql: str, where: list[str], params: list, order_by: str, n: int):
         return store.query(f"SELECT p.*, {SORTS[field]} AS sort_value FROM {source_sql} "
@@ -99,37 +150,85 @@ def count_matches(store: Store, dataset: str | int, *, cap: int = 1000, **filter
 
 
 def _filtered(store: Store, dataset_id: int, *, split=None, source=None, tag=None, flag=None,
-              search=None, ids=None, deleted=False, after=None,
-              before=None) -> tuple[str, list[str], list]:
+              search=None, ids=None, deleted=False, after=None, before=None, reviewed=None,
+              column=None, check=None, fields=None) -> tuple[str, list[str], list]:
     """FROM clause, WHERE terms and parameters for the filters (pairs aliased as p)."""
     where, params = ["p.dataset_id=?", "p.deleted=?"], [dataset_id, int(deleted)]
     source_sql = "pairs p"
     if search and search.strip():
-        lo, hi = (store.scalar(f"SELECT {fn}(id) FROM pairs WHERE dataset_id=? AND deleted=?",
-                               (dataset_id, int(deleted))) or 0 for fn in ("MIN", "MAX"))
-        if before is not None:
-            hi = min(hi, before - 1)
-        elif after is not None:
-            lo = max(lo, after + 1)
-        # FTS drives (CROSS JOIN fixes the order): rowid-ordered matches inside the id range.
         source_sql = "pairs_fts f CROSS JOIN pairs p ON p.id=f.rowid"
-        where += ["pairs_fts MATCH ?", "f.rowid BETWEEN ? AND ?"]
-        params += [fts_query(search), lo, hi]
+        _search_filter(store, dataset_id, fts_query(search, fields), deleted, after, before,
+                       where, params)
     elif before is not None:
         where.append("p.id<?")
         params.append(before)
     elif after is not None:
         where.append("p.id>?")
         params.append(after)
-    for column, value in (("split", split), ("source", source)):
+    terms = {"p.split=?": split, "p.source=?": source,
+             "EXISTS (SELECT 1 FROM json_each(p.tags) WHERE value=?)": tag,
+             "EXISTS (SELECT 1 FROM json_each(p.flags) WHERE value=?)": flag,
+             "p.id IN (SELECT value FROM json_each(?))": None if ids is None else json.dumps(ids),
+             # a stored check's failures (data/checks.py keeps them current)
+             "p.id IN (SELECT pair_id FROM check_hits WHERE dataset_id=p.dataset_id AND name=?)":
+             check}
+    for term, value in terms.items():
         if value:
-            where.append(f"p.{column}=?")
+            where.append(term)
             params.append(value)
-    for column, value in (("tags", tag), ("flags", flag)):
-        if value:
-            where.append(f"EXISTS (SELECT 1 FROM json_each(p.{column}) WHERE value=?)")
-            params.append(value)
-    if ids is not None:
-        where.append("p.id IN (SELECT value FROM json_each(?))")
-        params.append(json.dumps(ids))
+    if reviewed is not None:
+        where.append(f"{'' if reviewed else 'NOT '}EXISTS (SELECT 1 FROM json_each(p.tags) "
+                     "WHERE value='reviewed')")
+    if column:
+        _column_filter(column, where, params)
     return source_sql, where, params
+
+
+def _search_filter(store: Store, dataset_id: int, match: str, deleted: bool, after, before,
+                   where: list[str], params: list) -> None:
+    """FTS drives (the CROSS JOIN fixes the order): rowid-ordered matches inside the dataset's
+    id range, past the cursor."""
+    lo, hi = (store.scalar(f"SELECT {fn}(id) FROM pairs WHERE dataset_id=? AND deleted=?",
+                           (dataset_id, int(deleted))) or 0 for fn in ("MIN", "MAX"))
+    if before is not None:
+        hi = min(hi, before - 1)
+    elif after is not None:
+        lo = max(lo, after + 1)
+    where += ["pairs_fts MATCH ?", "f.rowid BETWEEN ? AND ?"]
+    params += [match, lo, hi]
+
+
+def _column_filter(text: str, where: list[str], params: list) -> None:
+    """A test on a column the import kept (meta "columns"): numbers compare as numbers."""
+    name, op, value = parse_column_filter(text)
+    number = _number(value)
+    if op == "=":
+        test = "(CAST(value AS TEXT) = ? OR value = ?)"
+        args = [value, value if number is None else number]
+    elif number is not None:
+        test, args = f"value {op} ?", [number]
+    else:
+        test, args = f"CAST(value AS TEXT) {op} ?", [value]
+    where.append(f"EXISTS (SELECT 1 FROM json_each(p.meta_json, '$.columns') WHERE key=? AND "
+                 f"{test})")
+    params += [name, *args]
+
+
+_COLUMN_FILTER = re.compile(r"^\s*([^=<>!]+?)\s*(!=|>=|<=|=|>|<)\s*(.*?)\s*$")
+
+
+def parse_column_filter(text: str) -> tuple[str, str, str]:
+    """'rating>=4' -> ('rating', '>=', '4'): a filter on a column an import kept."""
+    match = _COLUMN_FILTER.match(text or "")
+    if not match:
+        raise DataError(f"Column filter '{text}' is not COLUMN OP VALUE.",
+                        "Write e.g. rating>=4, status=ok or score_chosen<5 (operators = != < "
+                        "<= > >=).")
+    return match.group(1), match.group(2), match.group(3)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None

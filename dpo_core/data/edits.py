@@ -9,8 +9,17 @@ from __future__ import annotations
 import json
 
 from ..errors import ConflictError, DataError, NotFoundError
+from ..formats import as_messages
 from ..store import Store, dumps, now
-from .datasets import Pair, get_dataset, insert_pair, pair_from_row
+from .datasets import (
+    MESSAGE_BITS,
+    PAIR_FIELDS,
+    Pair,
+    get_dataset,
+    insert_pair,
+    pair_from_row,
+    stored_text,
+)
 
 EDITABLE = ("prompt", "chosen", "rejected", "split", "source", "tags", "flags", "note", "meta",
             "deleted")
@@ -29,18 +38,39 @@ def _values(pair: Pair, fields) -> dict:
     return {f: getattr(pair, f) for f in fields}
 
 
+def check_dataset(pair: Pair, dataset_id: int | None) -> None:
+    """Refuse an action aimed at a pair of another dataset than the one the user has open."""
+    if dataset_id is not None and pair.dataset_id != dataset_id:
+        raise DataError(f"Pair {pair.id} belongs to another dataset than the one shown "
+                        f"(dataset {pair.dataset_id}, not {dataset_id}); nothing was changed.",
+                        "Reload the page and pick the pair again.")
+
+
 def update_pair(store: Store, pair_id: int, changes: dict, expected_version: int,
-                actor: str = "", action: str = "edit") -> Pair:
-    """Apply `changes` if the pair is still at `expected_version`; record the edit."""
+                actor: str = "", action: str = "edit", dataset_id: int | None = None) -> Pair:
+    """Apply `changes` if the pair is still at `expected_version` (and, when `dataset_id` is
+    given, still belongs to that dataset); record the edit."""
+    return edit_pair(store, pair_id, changes, expected_version, actor, action, dataset_id)[0]
+
+
+def edit_pair(store: Store, pair_id: int, changes: dict, expected_version: int,
+              actor: str = "", action: str = "edit",
+              dataset_id: int | None = None) -> tuple[Pair, int | None]:
+    """`update_pair` that also gives the id of the edit it recorded (None: nothing changed)."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise DataError(f"Cannot edit field(s) {', '.join(sorted(unknown))}.",
                         f"Editable fields: {', '.join(EDITABLE)}.")
-    for key in ("prompt", "chosen", "rejected"):
-        if key in changes and not isinstance(changes[key], str):
-            raise DataError(f"Field {key} must be text.", "Enter text.")
+    for key in PAIR_FIELDS:
+        value = changes.get(key, "")
+        if not isinstance(value, str) and as_messages(value) is None:
+            raise DataError(f"Pair {pair_id}: field {key} must be text or a list of "
+                            "{role, content} messages.", "Enter text, or edit the messages.")
     with store.write() as conn:
         current = get_pair(store, pair_id)
+        check_dataset(current, dataset_id)
+        if not changes:
+            return current, None
         if current.version != expected_version:
             raise ConflictError(
                 f"Pair {pair_id} was changed elsewhere (you edited version {expected_version}, "
@@ -48,18 +78,25 @@ def update_pair(store: Store, pair_id: int, changes: dict, expected_version: int
                 "Reload the pair, compare both versions, and apply your change again.",
                 current={"current": _values(current, EDITABLE) | {"version": current.version},
                          "yours": changes, "your_version": expected_version})
-        _apply(conn, current, changes, action, actor)
-    return get_pair(store, pair_id)
+        edit_id = _apply(conn, current, changes, action, actor)
+    return get_pair(store, pair_id), edit_id
 
 
 def _apply(conn, current: Pair, changes: dict, action: str, actor: str) -> int:
     """Write changes and their edit record; returns the edit id."""
     before = _values(current, changes)
     sets, params = [], []
+    bits = sum(b for k, b in MESSAGE_BITS.items() if isinstance(getattr(current, k), list))
     for key, value in changes.items():
+        if key in MESSAGE_BITS:  # a conversation is stored as its JSON, marked by its bit
+            value, is_messages = stored_text(value)
+            bits = bits & ~MESSAGE_BITS[key] | MESSAGE_BITS[key] * is_messages
         sets.append(f"{_COLUMN.get(key, key)}=?")
         params.append(dumps(value) if key in _JSON_FIELDS else
                       int(value) if key == "deleted" else value)
+    if any(k in MESSAGE_BITS for k in changes):
+        sets.append("message_fields=?")
+        params.append(bits)
     version = current.version + 1
     conn.execute(f"UPDATE pairs SET {', '.join(sets)}, version=?, updated=? WHERE id=?",
                  (*params, version, now(), current.id))
@@ -72,24 +109,29 @@ def _apply(conn, current: Pair, changes: dict, action: str, actor: str) -> int:
     return cur.lastrowid
 
 
-def swap_pair(store: Store, pair_id: int, expected_version: int, actor: str = "") -> Pair:
+def swap_pair(store: Store, pair_id: int, expected_version: int, actor: str = "",
+              dataset_id: int | None = None) -> Pair:
     """Exchange chosen and rejected."""
     p = get_pair(store, pair_id)
     return update_pair(store, pair_id, {"chosen": p.rejected, "rejected": p.chosen},
-                       expected_version, actor, action="swap")
+                       expected_version, actor, action="swap", dataset_id=dataset_id)
 
 
-def delete_pair(store: Store, pair_id: int, expected_version: int, actor: str = "") -> Pair:
-    return update_pair(store, pair_id, {"deleted": True}, expected_version, actor, "delete")
+def delete_pair(store: Store, pair_id: int, expected_version: int, actor: str = "",
+                dataset_id: int | None = None) -> Pair:
+    return update_pair(store, pair_id, {"deleted": True}, expected_version, actor, "delete",
+                       dataset_id)
 
 
-def restore_pair(store: Store, pair_id: int, expected_version: int, actor: str = "") -> Pair:
-    return update_pair(store, pair_id, {"deleted": False}, expected_version, actor, "restore")
+def restore_pair(store: Store, pair_id: int, expected_version: int, actor: str = "",
+                 dataset_id: int | None = None) -> Pair:
+    return update_pair(store, pair_id, {"deleted": False}, expected_version, actor, "restore",
+                       dataset_id)
 
 
 def mark_pair(store: Store, pair_id: int, expected_version: int, *, tag: str | None = None,
               flag: str | None = None, note: str | None = None, remove: bool = False,
-              actor: str = "") -> Pair:
+              actor: str = "", dataset_id: int | None = None) -> Pair:
     """Add (or remove) a tag or flag, or set the note."""
     p = get_pair(store, pair_id)
     changes: dict = {}
@@ -99,14 +141,16 @@ def mark_pair(store: Store, pair_id: int, expected_version: int, *, tag: str | N
             changes[key] = items if remove else items + [value]
     if note is not None:
         changes["note"] = note
-    return update_pair(store, pair_id, changes, expected_version, actor, action="mark")
+    return update_pair(store, pair_id, changes, expected_version, actor, action="mark",
+                       dataset_id=dataset_id)
 
 
 def add_pair(store: Store, dataset: str | int, pair: Pair, actor: str = "") -> Pair:
     """Add one pair to a dataset (recorded, so undo removes it)."""
     ds = get_dataset(store, dataset)
-    for key in ("prompt", "chosen", "rejected"):
-        if not isinstance(getattr(pair, key), str) or not getattr(pair, key).strip():
+    for key in PAIR_FIELDS:
+        value = getattr(pair, key)
+        if not (as_messages(value) or isinstance(value, str) and value.strip()):
             raise DataError(f"The new pair's {key} is empty.", "Fill in prompt, chosen and "
                             "rejected.")
     with store.write() as conn:
@@ -119,8 +163,9 @@ def add_pair(store: Store, dataset: str | int, pair: Pair, actor: str = "") -> P
 
 
 def undo(store: Store, edit_id: int | None = None, *, dataset: str | int | None = None,
-         actor: str = "") -> Pair:
-    """Undo one edit (or the last live edit of a dataset) by writing its before-values back."""
+         actor: str = "", if_latest: bool = False) -> Pair:
+    """Undo one edit (or the last live edit of a dataset) by writing its before-values back.
+    `if_latest` refuses when the pair changed after that edit (its later change would go)."""
     with store.write() as conn:
         if edit_id is None:
             ds = get_dataset(store, dataset)
@@ -133,6 +178,13 @@ def undo(store: Store, edit_id: int | None = None, *, dataset: str | int | None 
         if row["undone"] or row["action"] == "undo":
             raise DataError(f"Edit {row['id']} is already undone.", "Pick another edit.")
         current = get_pair(store, row["pair_id"])
+        if if_latest and current.version != row["version"]:
+            raise ConflictError(f"Pair {current.id} changed after that edit (it is at version "
+                                f"{current.version}, the edit made {row['version']}); nothing "
+                                "was undone.", "Open the pair's history and undo from there.",
+                                current={"current": _values(current, EDITABLE) |
+                                         {"version": current.version}, "yours": {},
+                                         "your_version": row["version"]})
         _apply(conn, current, json.loads(row["before_json"]), "undo", actor)
         conn.execute("UPDATE edits SET undone=1 WHERE id=?", (row["id"],))
     return get_pair(store, row["pair_id"])

@@ -19,6 +19,15 @@ Transcript minimal pairs (the rule behind the CHILDES pair files, len/tok x over
   the same corpus and seed give the same pairs. A pair with no candidate is dropped and counted
   (`PairBuild.dropped`).
 - Each pair records `meta = {"match", "overlap", "seed", "length"}` and `source = "transcript"`.
+
+CHAT clean-up (`clean=`, each optional, applied to every utterance before pairing):
+`retracing` drops the retraced words with their `[/]` `[//]` `[///]` marker (`<I want> [/] I
+want` -> `I want`);
+`codes` drops other bracketed annotations (`[+ gram]`, `[% ...]`, `[*]`, `[?]`, `[!]`);
+`fillers` drops `&-um` fillers, `&+fr` fragments and `&=laughs` events;
+`unintelligible` drops `xxx`, `yyy` and `www`; `form_markers` drops `@c`-style markers from
+words (`doggie@c` -> `doggie`); `zero` drops `0 .` utterances (an action without words) and
+`0word` omitted-word marks. An utterance left without words is dropped.
 """
 
 from __future__ import annotations
@@ -31,7 +40,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError, DataError
-from .datasets import Pair
+from ..store import Store
+from .datasets import Dataset, Pair, create_dataset, get_dataset, insert_pairs
 
 MatchKind = Literal["len", "tok"]
 
@@ -39,6 +49,15 @@ _TURN = re.compile(r"^\*([A-Za-z0-9_+\-]+):[ \t]*(.*)$")
 _WORD = re.compile(r"[a-z0-9']+")
 _BULLET = re.compile(r"\x15[^\x15]*\x15")  # CHAT media time marks, e.g. \x151234_5678\x15
 _RANDOM_TRIES = 32  # random draws before the deterministic scan of a length bucket
+CLEAN_UPS = {
+    "retracing": (re.compile(r"(?:<[^>]*>|\S+)\s*\[/{1,3}\??\]"), ""),
+    "codes": (re.compile(r"\[[^\]]*\]"), ""),
+    "fillers": (re.compile(r"(?<!\S)&[-+=]\S*"), ""),
+    "unintelligible": (re.compile(r"(?<!\S)(?:xxx|yyy|www)(?!\S)"), ""),
+    "form_markers": (re.compile(r"(?<=\w)@[a-z]+(?::[a-z]+)*", re.I), ""),
+    "zero": (re.compile(r"(?<!\S)0(?=\w)|^\s*0\s*(?=[.!?]\s*$)"), ""),
+}
+_HAS_WORD = re.compile(r"\w")
 
 
 @dataclass(frozen=True)
@@ -63,8 +82,29 @@ class PairBuild(list):
         self.dropped = dropped
 
 
-def parse_transcript(text: str, *, name: str = "transcript", session: int = 0) -> list[Turn]:
+def clean_utterance(text: str, clean: Iterable[str] = ()) -> str:
+    """An utterance with the chosen CHAT clean-ups applied (see the module docstring); ''
+    when no word is left."""
+    for name in clean:
+        pattern, replacement = CLEAN_UPS[name]
+        text = pattern.sub(replacement, text)
+    text = " ".join(text.split())
+    return text if _HAS_WORD.search(text) else ""
+
+
+def check_clean_ups(clean: Iterable[str]) -> list[str]:
+    """The clean-ups asked for, in the order they apply; unknown names are refused."""
+    unknown = sorted(set(clean) - set(CLEAN_UPS))
+    if unknown:
+        raise ConfigError(f"Unknown clean-up(s): {', '.join(unknown)}.",
+                          f"Use any of: {', '.join(CLEAN_UPS)}.", field="clean")
+    return [c for c in CLEAN_UPS if c in set(clean)]
+
+
+def parse_transcript(text: str, *, name: str = "transcript", session: int = 0,
+                     clean: Iterable[str] = ()) -> list[Turn]:
     """Turns of one CHAT or plain-text transcript; `@Begin`/`@End` start new sessions."""
+    clean = check_clean_ups(clean)
     turns: list[Turn] = []
     current: list | None = None  # [speaker, text] of the main line being read; None for a tier
     started = False
@@ -76,7 +116,7 @@ def parse_transcript(text: str, *, name: str = "transcript", session: int = 0) -
             if current is not None:
                 current[1] += " " + line.strip()
             continue
-        _flush(turns, current, session)
+        _flush(turns, current, session, clean)
         current = None
         if line.startswith("@"):
             header = line.split(":", 1)[0].strip().lower()
@@ -94,19 +134,21 @@ def parse_transcript(text: str, *, name: str = "transcript", session: int = 0) -
                             "Write one turn per line as '*SPEAKER: utterance' (CHAT headers "
                             "start with @, tiers with %, continuation lines with a tab).")
         current = [match.group(1), match.group(2)]
-    _flush(turns, current, session)
+    _flush(turns, current, session, clean)
     return turns
 
 
-def _flush(turns: list[Turn], current: list | None, session: int) -> None:
+def _flush(turns: list[Turn], current: list | None, session: int, clean: list[str]) -> None:
     if current is None:
         return
     text = " ".join(_BULLET.sub(" ", current[1]).split())
+    if clean:
+        text = clean_utterance(text, clean)
     if text:
         turns.append(Turn(current[0], text, session))
 
 
-def read_transcripts(paths: Iterable[str | Path]) -> list[Turn]:
+def read_transcripts(paths: Iterable[str | Path], clean: Iterable[str] = ()) -> list[Turn]:
     """Turns of several transcript files; each file's sessions are numbered apart."""
     turns: list[Turn] = []
     session = 0
@@ -116,7 +158,7 @@ def read_transcripts(paths: Iterable[str | Path]) -> list[Turn]:
             raise DataError(f"Transcript file {path} does not exist.",
                             "Pass .cha files or text files with one '*SPEAKER: utterance' per line.")
         text = path.read_text(encoding="utf-8", errors="replace")
-        file_turns = parse_transcript(text, name=str(path), session=session)
+        file_turns = parse_transcript(text, name=str(path), session=session, clean=clean)
         turns += file_turns
         session = (file_turns[-1].session if file_turns else session) + 1
     return turns
@@ -206,3 +248,31 @@ def _measure(match: str, tokenizer):
         ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
         return [len(x) for x in ids]
     return count
+
+
+def import_transcripts(store: Store, paths: Sequence[str | Path], *, dataset: str,
+                       match: MatchKind = "len", overlap: bool = True, tokenizer=None,
+                       seed: int = 0, child: str = "CHI", clean: Iterable[str] = (),
+                       split: str = "train") -> tuple[Dataset, PairBuild]:
+    """Transcript files -> minimal pairs in a new dataset (CHILDES format), with the recipe."""
+    clean = check_clean_ups(clean)
+    if not paths:
+        raise DataError("No transcript files given.", "Pass one or more .cha or .txt files.")
+    built = build_transcript_pairs(read_transcripts(paths, clean), match, overlap, tokenizer,
+                                   seed, child)
+    if not built:
+        raise DataError(f"The transcripts gave no pairs ({built.dropped} answered turns had no "
+                        f"length-matched other reply; child code '{child}').",
+                        "Check the child's speaker code (--child), add transcripts, or allow "
+                        "overlap.")
+    recipe = {"op": "transcripts", "files": [Path(p).name for p in paths], "match": match,
+              "overlap": overlap, "seed": seed, "child": child, "clean": clean,
+              "dropped": built.dropped}
+    for pair in built:
+        pair.split = split
+    with store.write():
+        ds = create_dataset(store, dataset, recipe=recipe,
+                            prompt_format={"kind": "plain", "template": "{prompt}",
+                                           "user_tag": "*MOT:", "reply_tag": f"*{child}:"})
+        insert_pairs(store, ds.id, built)
+    return get_dataset(store, ds.id), built

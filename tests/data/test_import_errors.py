@@ -73,6 +73,35 @@ CASES = [
     ("no shared prompt", "imp.json", _json([{"chosen": "abc", "rejected": "xyz"}]), {},
      ["share no prompt"]),
     ("parquet garbage", "p.parquet", b"not parquet at all", {}, ["Parquet"]),
+    # issue 16: crashes and silent mistakes, now refusals naming the row and field
+    ("json nested too deep", "deep.json",
+     b'[{"prompt": "p", "chosen": "a", "rejected": "b", "x": ' + b"[" * 100_000 +
+     b"]" * 100_000 + b"}]", {}, ["row 1", "nested too deeply"]),
+    ("jsonl nested too deep", "deep.jsonl", (json.dumps(GOOD) + "\n").encode() +
+     b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n", {},
+     ["row 2", "nested too deeply"]),
+    ("lone surrogate", "ls.json", b'[{"prompt": "a\\ud800b", "chosen": "a", "rejected": "b"}]',
+     {}, ["row 1", "column prompt", "lone surrogate"]),
+    ("lone surrogate in a message", "lsm.json",
+     b'[{"prompt": "p", "chosen": [{"role": "assistant", "content": "\\udfff"}], '
+     b'"rejected": [{"role": "assistant", "content": "no"}]}]', {},
+     ["row 1", "column chosen", "lone surrogate"]),
+    ("lone surrogate in a kept column", "lse.jsonl",
+     b'{"prompt": "p", "chosen": "a", "rejected": "b", "note": "\\ud83d"}\n', {},
+     ["row 1", "column note", "lone surrogate"]),
+    ("duplicate json key", "dk.json",
+     b'[{"prompt": "p", "chosen": "a", "chosen": "b", "rejected": "c"}]', {},
+     ["row 1", "column chosen", "appears twice"]),
+    ("duplicate csv column", "dc.csv", b"prompt,chosen,chosen,rejected\np,a,b,c\n", {},
+     ["chosen", "appears twice", "columns 2 and 3"]),
+    ("utf-16 without a mark", "u16.csv", "prompt,chosen,rejected\np,a,b\n".encode("utf-16-le"),
+     {}, ["not UTF-8", "UTF-16", "--encoding utf-16"]),
+    ("cp1252 bytes", "w.csv", "prompt,chosen,rejected\n\u201cquoted\u201d,a,b\n".encode("cp1252"),
+     {}, ["not UTF-8", "line 2", "cp1252", "--encoding"]),
+    ("unknown encoding", "e.csv", b"prompt,chosen,rejected\np,a,b\n", {"encoding": "nope"},
+     ["unknown encoding 'nope'"]),
+    ("json list not closed", "nc.json", b'[{"prompt": "p", "chosen": "a", "rejected": "b"}', {},
+     ["not closed"]),
 ]
 
 

@@ -56,15 +56,13 @@ def test_csv_with_a_column_mapping(memory_store, tmp_path):
                                             "rejected": "go away"}]
 
 
-def test_conversational_rows_are_kept_as_message_json(memory_store):
+def test_conversational_rows_read_back_as_message_lists(memory_store):
     user = [{"role": "user", "content": "hi"}]
     rows = [{"prompt": user, "chosen": [{"role": "assistant", "content": "hello"}],
              "rejected": [{"role": "assistant", "content": "go"}]}]
     result = import_pairs(memory_store, rows, dataset="conv")
     assert result.shape == "conversational"
-    pair = pairs_of(memory_store, "conv")[0]
-    assert json.loads(pair["prompt"]) == user
-    assert json.loads(pair["chosen"])[0]["content"] == "hello"
+    assert pairs_of(memory_store, "conv") == rows  # lists, not their JSON text
 
 
 def test_implicit_prompt_is_the_shared_dialogue_start(memory_store):
@@ -80,16 +78,21 @@ def test_implicit_prompt_with_messages_cuts_at_a_message(memory_store):
     rows = [{"chosen": [q, {"role": "assistant", "content": "hello"}],
              "rejected": [q, {"role": "assistant", "content": "hell"}]}]
     import_pairs(memory_store, rows, dataset="hhm")
-    assert json.loads(pairs_of(memory_store, "hhm")[0]["prompt"]) == [q]
+    assert pairs_of(memory_store, "hhm")[0] == {
+        "prompt": [q], "chosen": [{"role": "assistant", "content": "hello"}],
+        "rejected": [{"role": "assistant", "content": "hell"}]}
 
 
-def test_system_text_is_kept_in_meta_and_prompt_format(memory_store):
+def test_system_column_becomes_each_rows_system_turn(memory_store):
     rows = [{"system": "Be brief.", "input": "2+2?", "chosen": "4", "rejected": "5"},
-            {"system": "Be brief.", "input": "3+3?", "chosen": "6", "rejected": "7"}]
+            {"system": "", "input": "3+3?", "chosen": "6", "rejected": "7"}]
     result = import_pairs(memory_store, rows, dataset="orca")
-    assert result.dataset.prompt_format["system"] == "Be brief."
-    pair = next(iter_pairs(memory_store, result.dataset.id))
-    assert pair.meta == {"system": "Be brief."} and pair.prompt == "2+2?"
+    assert result.shape == "system" and result.dataset.prompt_format == {}
+    first, second = iter_pairs(memory_store, result.dataset.id)
+    assert first.prompt == [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": "2+2?"}]
+    assert first.chosen == [{"role": "assistant", "content": "4"}] and first.meta == {}
+    assert second.prompt == [{"role": "user", "content": "3+3?"}]  # no empty system turn
 
 
 def test_multiple_choice_each_wrong_or_one_sampled(memory_store):

@@ -16,6 +16,10 @@ from dpo_core.data.datasets import dataset_names
 from dpo_core.fields import field_help
 from dpo_core.formats import CHAT_FORMAT, CHILDES_FORMAT, PromptFormat
 from dpo_core.training.runs import loadable_checkpoints
+from pages._widgets import ensure_routed
+
+if __name__ == "__main__":  # Streamlit ran this helper module as a page: never render it
+    ensure_routed()
 
 S = st.session_state
 # Streamlit drops the state of widgets a run does not draw (any other page): keep the model
@@ -208,19 +212,24 @@ def vote_box(i: int, turn: dict, specs: tuple[str, str], ctx: dict) -> None:
                              settings=ctx["settings"], edited_better=edited,
                              history=ctx["histories"][verdict if verdict in ("left", "right")
                                                       else "left"][:i])
+        # named as the user saw it: "A" in anonymous mode, never the hidden real side
         turn["vote"] = {"verdict": verdict, "pair_id": result.pair_id,
-                        "dataset": result.dataset}
+                        "dataset": result.dataset, "label": labels[picked],
+                        "note": result.note}
         st.rerun()
 
 
 def show_vote(i: int, vote: dict) -> None:
+    label = vote.get("label") or VERDICT_LABELS[vote["verdict"]].format("Left", "Right")
     if vote["pair_id"] is None:
-        st.caption(f"Vote saved: {VERDICT_LABELS[vote['verdict']].format('Left', 'Right')} "
-                   "(kept as a vote, not a pair).")
+        if vote.get("note"):
+            st.info(f"Vote saved: {label}. {vote['note']}", icon=":material/info:")
+            return
+        st.caption(f"Vote saved: {label} (kept as a vote, not a pair).")
         return
     cols = st.columns([3, 1])
     cols[0].success(f"Saved pair {vote['pair_id']} to dataset **{vote['dataset']}** "
-                    f"({vote['verdict']} side chosen).")
+                    f"({label}).")
     if cols[1].button("See it in the Data page", key=f"chat_see_{i}"):
         S["dataset"] = vote["dataset"]
         st.switch_page("pages/data.py")

@@ -20,7 +20,9 @@ from dpo_core.errors import DPOLabError
 from dpo_core.training.runs import list_runs
 from dpo_core.workspace import get_workspace
 from pages import _chat_views as views
-from pages._widgets import errors_shown, store, workspace
+from pages._widgets import ensure_routed, errors_shown, store, workspace
+
+ensure_routed()
 
 S = st.session_state
 STREAM_EVERY_S = 0.1  # how often the two growing answers are redrawn

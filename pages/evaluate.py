@@ -2,19 +2,24 @@
 multiple-choice files, and win rate judged by a lexicon, a reward model or an LLM.
 
 Start runs a background job (it survives a closed browser); results are stored evals, so every
-past evaluation stays comparable. Sections live in pages/_eval_views.py.
+past evaluation stays comparable. The form and progress live in pages/_eval_views.py, the
+results in pages/_eval_results.py.
 """
 
 import streamlit as st
 
 from dpo_core.evaluation.results import list_evals
 from dpo_core.jobs.lifecycle import list_jobs
+from pages import _eval_results as shown
 from pages import _eval_views as views
-from pages._widgets import errors_shown, store
+from pages._widgets import ensure_routed, errors_shown, store
+
+ensure_routed()
 
 st.title("Evaluate")
-st.caption("Did it get better, on what, and what broke? Pair accuracy with a 95% interval, "
-           "flips between two evaluations, and generation win rate.")
+st.caption("Did it get better, on what, and what broke? Accuracy with a 95% interval and n, "
+           "baseline vs tuned tested pair by pair, a suite's files, flips between two "
+           "evaluations, and generation win rate.")
 db = store()
 
 with errors_shown():
@@ -35,9 +40,12 @@ if not evals:
     st.info("No evaluations yet: choose models and a dataset above and press Start.")
     st.stop()
 with errors_shown():
-    selected = views.choose_evals(db, evals, current)
-    views.comparison(db, evals, selected)
+    selected = shown.choose_evals(db, evals, current)
+    shown.comparison(db, evals, selected)
+    st.subheader("Baseline vs tuned, pair by pair")
+    shown.paired(db, evals, selected)
+    shown.suite_files(db, evals, selected)
     st.subheader("Flip analysis")
-    views.flips(db, evals, selected)
+    shown.flips(db, evals, selected)
     st.subheader("Win-rate examples")
-    views.examples(db, evals)
+    shown.examples(db, evals)

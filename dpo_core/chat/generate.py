@@ -2,7 +2,9 @@
 
 Sampling draws from a per-call `torch.Generator` (one per batch row) instead of the global RNG,
 so the same seed gives the same answer even while other threads generate. A plain-format answer
-ends at the format's stop rule (`PromptFormat.stop_pattern`).
+ends at the format's stop rule (`PromptFormat.stop_pattern`). Importing this module sets how
+libgomp's threads wait (`threads.py`), so generating in the caller's thread is as fast as in a
+background thread.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ..formats import PromptFormat, cut_reply
 from ..models import LoadedModel
 from .cache import ChatModel, activated, as_chat_model
 from .sampling import SamplingSettings
+from .threads import off_caller
 
 
 @dataclass
@@ -174,7 +177,7 @@ def generate_batch(loaded: LoadedModel | ChatModel, prompt_texts: Sequence[str],
         return []
     stop = (fmt or side.prompt_format).stop_pattern()
     started = time.perf_counter()
-    new_ids, first, stamps = generate_tokens(side, prompt_texts, settings, stop=stop)
+    new_ids, first, stamps = off_caller(generate_tokens, side, prompt_texts, settings, stop=stop)
     return replies_of(side, prompt_texts, new_ids, started, first, stop, stamps)
 
 

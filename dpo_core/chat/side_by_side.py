@@ -13,6 +13,7 @@ from ..formats import PromptFormat
 from .cache import BASE_ADAPTER, ChatModel, ModelCache, shares_weights
 from .generate import Reply, generate, generate_tokens, replies_of, settled
 from .sampling import SamplingSettings
+from .threads import off_caller
 
 History = Sequence[tuple[str, str]]
 
@@ -112,11 +113,9 @@ class PairStream:
     the same time. Either way each row is seeded as if it were alone, so the answers equal
     one-at-a-time generation.
 
-    `background=False` generates in the caller's thread and returns when done: the way to go
-    when nobody watches the answers grow. On CPU a fresh thread is slower when the caller's
-    thread has already run parallel torch work (loaded the model, say): libgomp then manages
-    more threads than there are cores and stops spinning between the many small products of a
-    decode step (2x slower per token measured on 2 cores).
+    `background=False` returns when both answers are done: the way to go when nobody watches
+    them grow (`compare`). It still generates off the caller's thread, as fast as the
+    background path at any load (`threads.py`).
     """
 
     def __init__(self, left: ChatModel, right: ChatModel, texts: Sequence[str],
@@ -136,7 +135,7 @@ class PairStream:
             self._thread = threading.Thread(target=target, daemon=True)
             self._thread.start()
         else:
-            target()
+            off_caller(target)
 
     # -- workers ---------------------------------------------------------------------------
     def _work_batched(self) -> None:

@@ -1,8 +1,12 @@
-"""`python -m dpo_core export-space RUN_ID --out DIR`: a finished run as a ready Gradio Space folder (optionally pushed)."""
+"""The public Space verbs: `export-space RUN_ID --out DIR` (a finished run as a ready Gradio
+Space folder, optionally pushed) and `import-space-votes FILE --dataset NAME` (the votes it
+collected, as a dataset flagged `unreviewed`)."""
 
 from __future__ import annotations
 
+from ..chat.votes import UNREVIEWED, import_space_votes
 from ..publish.space_export import export_space, push_space
+from ..store import open_store
 from .output import print_json
 
 
@@ -24,6 +28,16 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_export_space)
 
+    p = sub.add_parser("import-space-votes", help="a Space's votes as a dataset flagged unreviewed",
+                       description="Import the votes.jsonl an exported Space wrote as a new "
+                                   "dataset. Strangers voted: every pair is flagged "
+                                   f"'{UNREVIEWED}' (source 'space') for review before training;"
+                                   " identical and repeated answers are left out.")
+    p.add_argument("file", metavar="FILE", help="the Space's votes.jsonl")
+    p.add_argument("--dataset", required=True, help="name of the new dataset")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_import_space_votes)
+
 
 def cmd_export_space(args) -> int:
     result = export_space(None, args.run_id, args.out, base=args.base,
@@ -40,4 +54,16 @@ def cmd_export_space(args) -> int:
             print(result["note"])
         if result.get("url"):
             print(f"Pushed: {result['url']}")
+    return 0
+
+
+def cmd_import_space_votes(args) -> int:
+    result = import_space_votes(open_store(), args.file, args.dataset)
+    if args.json:
+        print_json(vars(result))
+        return 0
+    skipped = ", ".join(f"{n} {why}" for why, n in result.skipped.items())
+    print(f"Imported {result.pairs} pairs into '{result.dataset}', each flagged '{UNREVIEWED}'"
+          + (f" (left out: {skipped})" if skipped else "") + ". Review them in the Data page "
+          "(filter by the flag) before training on them.")
     return 0

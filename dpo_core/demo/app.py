@@ -1,9 +1,12 @@
-"""The public side-by-side demo: baseline vs fine-tuned, streaming, votes stored as pairs.
+"""The public side-by-side demo: baseline vs fine-tuned, both streaming at once, votes stored as
+pairs.
 
 Run it with `python app.py` in an exported Space folder (or `python -m dpo_core.demo.app
 --config space_config.json`). It faces the internet, so everything a visitor sends is limited
-here on the server (prompt length, history, sampling, max new tokens), the queue refuses a flood
-fast, no file route serves anything, and errors shown to visitors are short and name no paths.
+here on the server: request bodies before they are parsed, the prompt, history, sampling and
+max new tokens; typed control tokens are text; votes are rate-limited and checked; only the
+documented endpoints run (`guard.py`), the queue refuses a flood fast, no file route serves
+anything, and errors shown to visitors are short and name no paths.
 Copied into exported Space folders: imports only gradio, the engine and this package.
 """
 
@@ -15,17 +18,15 @@ import os
 import time
 from functools import partial
 from pathlib import Path
-from urllib.parse import unquote
 
 import gradio as gr
 
 from .config import CONFIG_FILE, DemoConfig, clamp, load_config
-from .engine import Engine, Settings
-from .votes import append_vote, vote_record, votes_dir
+from .engine import SIDES, Engine, Settings
+from .guard import RequestGuard
+from .votes import VoteBox, vote_record, votes_dir
 
 log = logging.getLogger("dpo_demo")
-REFUSED_ROUTES = ("/file=", "/proxy=", "/upload", "/run-history", "/monitoring",
-                  "/custom_component", "/stream/")
 STREAM_INTERVAL_S = 0.15
 GENERIC_ERROR = "The model could not answer right now. Please try again."
 
@@ -83,31 +84,29 @@ def respond(engine: Engine, message, temperature, top_p, top_k, max_new_tokens, 
     settings = clamp_settings(config, temperature, top_p, top_k, max_new_tokens)
     turns = config.limits.max_history_turns
     hist = {side: list(state[side])[-turns:] if turns else [] for side in ("left", "right")}
-    answers = {"left": "", "right": ""}
+    answers = {side: "" for side in SIDES}
     details = {"prompt_chars": len(prompt), "prompt_cut": was_cut,
                "history_turns": len(hist["left"]), "max_new_tokens": settings.max_new_tokens,
                "temperature": settings.temperature, "top_p": settings.top_p,
                "top_k": settings.top_k}
 
     def view(status: str):
-        chats = [as_messages(hist[s] + [(prompt, answers[s])]) for s in ("left", "right")]
+        chats = [as_messages(hist[s] + [(prompt, answers[s])]) for s in SIDES]
         return chats[0], chats[1], {**details, "status": status}, state
 
-    details["new_tokens"] = {}
+    meter: dict = {}
     shown = 0.0
     try:
-        for side, tuned in (("left", False), ("right", True)):
-            meter: dict = {}
-            for text in engine.stream(tuned, hist[side], prompt, settings, meter):
-                answers[side] = text
-                if time.monotonic() - shown >= STREAM_INTERVAL_S:  # not every token: each
-                    shown = time.monotonic()                       # update costs a round trip
-                    yield view("generating")
-            details["new_tokens"][side] = meter["new_tokens"]
+        for grown in engine.stream_pair(hist, prompt, settings, meter):
+            answers.update(grown)
+            if time.monotonic() - shown >= STREAM_INTERVAL_S:  # not every token: each update
+                shown = time.monotonic()                       # costs a round trip
+                yield view("generating")
     except Exception:
         log.exception("generation failed")
         raise gr.Error(GENERIC_ERROR) from None
-    for side in ("left", "right"):
+    details["new_tokens"], details["prompt_tokens"] = meter["new_tokens"], meter["prompt"]
+    for side in SIDES:
         state[side] = (hist[side] + [(prompt, answers[side])])[-max(turns, 1):]
     state["last"] = {"prompt": engine.format.as_pair_prompt(hist["left"], prompt),
                      "prompt_right": engine.format.as_pair_prompt(hist["right"], prompt),
@@ -116,8 +115,9 @@ def respond(engine: Engine, message, temperature, top_p, top_k, max_new_tokens, 
     yield view("done")
 
 
-def vote(engine: Engine, folder: Path, verdict: str, state):
-    """Store a vote on the last answers of this session (once; the texts never come from the client)."""
+def vote(engine: Engine, box: VoteBox, verdict: str, state, request: gr.Request):
+    """Store a vote on the last answers of this session, at most once; the texts never come
+    from the client. Refused votes say why (identical answers, too fast, box full)."""
     last = state.get("last") if isinstance(state, dict) else None
     if not last:
         return "Ask something first, then vote on the two answers.", state
@@ -128,12 +128,36 @@ def vote(engine: Engine, folder: Path, verdict: str, state):
                          {"left": engine.config.base, "right": _tuned_name(engine.config)},
                          last["settings"])
     try:
-        append_vote(folder, record)
+        refusal = box.cast(record, visitor_of(request), getattr(request, "session_hash", "")
+                           or "")
     except OSError:
         log.exception("could not store a vote")
         raise gr.Error("Your vote could not be saved. Please try again later.") from None
+    if refusal:
+        return refusal, state
     state["last"] = None
     return f"Thanks, your vote ({verdict.replace('_', ' ')}) was saved.", state
+
+
+def _voter(engine: Engine, box: VoteBox, verdict: str):
+    """The handler of one vote button (gradio passes the request to a `gr.Request` argument)."""
+    def cast_vote(state, request: gr.Request):
+        return vote(engine, box, verdict, state, request)
+
+    return cast_vote
+
+
+def visitor_of(request) -> str:
+    """Who votes: on a Hugging Face Space (SPACE_ID set) the address its proxy saw, the last
+    X-Forwarded-For hop, which the proxy appends and a visitor cannot forge; elsewhere the
+    connection's own address (a visitor writes any X-Forwarded-For they like)."""
+    headers = getattr(request, "headers", None) or {}
+    if os.environ.get("SPACE_ID") and hasattr(headers, "get"):
+        hops = [h.strip() for h in headers.get("x-forwarded-for", "").split(",") if h.strip()]
+        if hops:
+            return hops[-1]
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None) or "unknown"
 
 
 def clear(state):
@@ -148,7 +172,8 @@ def _tuned_name(config: DemoConfig) -> str:
 # The page
 # ---------------------------------------------------------------------------------------
 def describe(config: DemoConfig) -> str:
-    """Markdown: the title, the owner's description and the run's key facts."""
+    """Markdown: the title, the owner's description, the run's key facts and every measured
+    number with the count it rests on."""
     lines = [f"# {config.title}"]
     if config.description:
         lines.append(config.description)
@@ -157,11 +182,18 @@ def describe(config: DemoConfig) -> str:
              (("base", "Base model"), ("dataset", "Dataset"), ("method", "Method"),
               ("id", "Run"))]
     rows = [f"| {label} | {value} |" for label, value in facts if value]
-    rows += [f"| {key} | {_fmt(value)} |" for key, value in (run.get("metrics") or {}).items()]
     if rows:
         lines.append("| This run | |\n|---|---|\n" + "\n".join(rows))
+    results = run.get("results") or [{"metric": k, "value": v}
+                                     for k, v in (run.get("metrics") or {}).items()]
+    if results:
+        lines.append("| Measured | value | n |\n|---|---|---|\n" + "\n".join(
+            f"| {r['metric']} | {_fmt(r['value'])} | {r.get('n') or 'not recorded'} |"
+            for r in results))
+    if config.baseline_note:
+        lines.append(f"**About the baseline:** {config.baseline_note}")
     lines.append("Left: the baseline model. Right: the fine-tuned model. Both use the same "
-                 "settings. Vote for the better answer.")
+                 "settings and answer at the same time. Vote for the better answer.")
     return "\n\n".join(lines)
 
 
@@ -172,7 +204,7 @@ def _fmt(value) -> str:
 def build_app(config: DemoConfig, engine: Engine, folder: str | Path) -> gr.Blocks:
     """The Blocks app; `folder` is where votes go when /data is not usable."""
     lim, samp = config.limits, config.sampling
-    store_in = votes_dir(folder)
+    box = VoteBox(votes_dir(folder), lim.votes_per_minute, lim.max_votes)
     with gr.Blocks(title=config.title, analytics_enabled=False) as demo:
         state = gr.State(new_state())
         gr.Markdown(describe(config))
@@ -200,49 +232,32 @@ def build_app(config: DemoConfig, engine: Engine, folder: str | Path) -> gr.Bloc
                                 value=min(samp.max_new_tokens, lim.max_new_tokens))
         with gr.Accordion("Details", open=False):
             details = gr.JSON(label="Last request (as limited by the server)")
-        if config.examples:
-            gr.Examples(config.examples, inputs=[prompt], label="Prompts from the eval split",
-                        cache_examples=False)
+        if config.examples:  # filled in by the browser alone: no server function behind it
+            pick = gr.Radio(config.examples, label="Prompts from the eval split", value=None)
+            pick.change(None, [pick], [prompt], js="(example) => example")
         inputs = [prompt, temperature, top_p, top_k, max_new, state]
         outputs = [left, right, details, state]
-        # time_limit ends a stream that runs too long, so one request never holds the model
-        send.click(partial(respond, engine), inputs, outputs, api_name="generate",
-                   time_limit=lim.time_limit_s)
-        prompt.submit(partial(respond, engine), inputs, outputs, api_name="submit",
-                      api_visibility="undocumented", time_limit=lim.time_limit_s)
+        # Send and Enter are one documented endpoint; time_limit ends a stream that runs too
+        # long, so one request never holds the model
+        gr.on([send.click, prompt.submit], partial(respond, engine), inputs, outputs,
+              api_name="generate", time_limit=lim.time_limit_s)
         for verdict, button in buttons.items():
-            button.click(partial(vote, engine, store_in, verdict), [state], [status, state],
+            button.click(_voter(engine, box, verdict), [state], [status, state],
                          api_name=f"vote_{verdict}")
         reset.click(clear, [state], [left, right, details, status, state], api_name="clear")
     demo.queue(default_concurrency_limit=lim.concurrency_limit, max_size=lim.max_queue_size)
     return demo
 
 
+def documented_endpoints(demo: gr.Blocks) -> dict[int, str]:
+    """fn_index -> API name of every function a visitor may call (those in /gradio_api/info)."""
+    return {index: fn.api_name for index, fn in demo.fns.items()
+            if fn.fn is not None and fn.api_visibility == "public" and fn.api_name}
+
+
 # ---------------------------------------------------------------------------------------
 # Serving
 # ---------------------------------------------------------------------------------------
-class RouteGuard:
-    """ASGI middleware: refuses every file, proxy and upload route (this app serves no files)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and refused(scope):
-            await send({"type": "http.response.start", "status": 404,
-                        "headers": [(b"content-type", b"text/plain")]})
-            await send({"type": "http.response.body", "body": b"Not found"})
-            return
-        await self.app(scope, receive, send)
-
-
-def refused(scope) -> bool:
-    raw = scope.get("raw_path") or b""
-    texts = [scope.get("path", ""), unquote(raw.decode("latin-1")),
-             unquote(unquote(raw.decode("latin-1")))]
-    return any(".." in t or any(r in t for r in REFUSED_ROUTES) for t in texts)
-
-
 def launch(config_path: str | Path, host: str | None = None, port: int | None = None) -> None:
     """Load the models fixed by the config and serve the demo until stopped."""
     from starlette.middleware import Middleware
@@ -254,10 +269,12 @@ def launch(config_path: str | Path, host: str | None = None, port: int | None = 
     demo = build_app(config, engine, config_path.parent)
     os.environ.pop("GRADIO_ALLOWED_PATHS", None)  # nothing is served from disk, whatever the env
     blocked = [str(config_path.parent), "/data", str(Path.home()), os.getcwd()]
+    guard = Middleware(RequestGuard, max_body_bytes=config.limits.max_body_bytes,
+                       endpoints=documented_endpoints(demo))
     demo.launch(server_name=host, server_port=port, allowed_paths=[], blocked_paths=blocked,
                 show_error=False, max_file_size="1kb", ssr_mode=False, mcp_server=False,
                 enable_monitoring=False, run_history=False, footer_links=[],
-                app_kwargs={"middleware": [Middleware(RouteGuard)]})
+                app_kwargs={"middleware": [guard]})
 
 
 def main(argv: list[str] | None = None, default_config: str | Path = CONFIG_FILE) -> None:

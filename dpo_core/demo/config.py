@@ -30,13 +30,23 @@ class Limits:
     max_queue_size: int = 16
     max_temperature: float = 1.5
     time_limit_s: int = 120  # longest one streamed answer pair may run
+    max_body_bytes: int = 0  # a body beyond this gets 413 before it is read (0: fit the prompt)
+    votes_per_minute: int = 10  # per visitor (address) and per session
+    max_votes: int = 20000  # lines in each vote file; then votes are refused until collected
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or value < (0 if f.name ==
-                                                                 "max_history_turns" else 1e-9):
+            if not isinstance(value, (int, float)) or value < (0 if f.name in (
+                    "max_history_turns", "max_body_bytes") else 1e-9):
                 raise DemoConfigError(f"limits.{f.name} is {value!r}; use a positive number.")
+        needed = 6 * self.max_prompt_chars + 4096  # a prompt of \uXXXX escapes and the envelope
+        if not self.max_body_bytes:
+            self.max_body_bytes = max(65536, needed)
+        if self.max_body_bytes < needed:
+            raise DemoConfigError(f"limits.max_body_bytes is {self.max_body_bytes}, too small "
+                                  f"for prompts of {self.max_prompt_chars} characters; use at "
+                                  f"least {needed}.")
 
 
 @dataclass
@@ -61,7 +71,8 @@ class DemoConfig:
     prompt_format: dict = field(default_factory=lambda: {"kind": "chat"})
     title: str = "DPO Lab demo"
     description: str = ""
-    run: dict = field(default_factory=dict)  # run id, base, dataset, method, metrics
+    run: dict = field(default_factory=dict)  # run id, base, dataset, method, results (with n)
+    baseline_note: str = ""  # shown on the page when the baseline is not the evaluated base
     examples: list[str] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     sampling: Sampling = field(default_factory=Sampling)

@@ -1,104 +1,34 @@
-"""The demo's models: baseline and fine-tuned, loaded once at start, answering with streaming.
+"""The demo's models: baseline and fine-tuned, loaded once at start, both answers streamed
+together.
 
 Copied into exported Space folders, so it imports only torch, transformers, peft and this package
 (no other `dpo_core` module). Prompt rendering, the stop rule and the sampling settings follow
 `dpo_core.formats.PromptFormat` and `dpo_core.chat` (same dict shapes; a parity test checks both
-render and cut the same text). A LoRA run shares one copy of the base weights: the
-baseline side runs with the adapter disabled, under a lock so two requests never race on it.
+render and cut the same text); visitors' text is tokenized as text (`formats.Format.encode`).
+
+Both answers grow at once, as on the lab's Chat page: a LoRA run and its base share one copy of
+the weights and answer as one mixed-adapter batch (row 0 with the adapter off, row 1 with it on);
+a full fine-tune answers in its own thread beside the base. One generation at a time holds the
+lock (the Space's queue runs one request at a time anyway).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import DemoConfig
+from .formats import Format, History, cut
 from .kernels import use_small_rows_kernel
 
 # PEFT asks transformers a deprecated question on every adapter load: noise in the Space's logs
 warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated",
                         category=FutureWarning)
-
-History = Sequence[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class Format:
-    """A prompt format (the dict `dpo_core.formats.PromptFormat.to_dict()` writes)."""
-
-    kind: str = "plain"
-    template: str = "{prompt}"
-    separator: str = " "
-    user_tag: str = ""
-    reply_tag: str = ""
-    system: str = ""
-
-    @classmethod
-    def from_dict(cls, data: dict | None) -> Format:
-        known = {k: v for k, v in (data or {}).items() if k in cls.__dataclass_fields__}
-        return cls(**known)
-
-    def _user(self, text: str) -> str:
-        text = text.strip()
-        if self.kind == "plain" and self.user_tag and not text.startswith(self.user_tag):
-            return f"{self.user_tag} {text}"
-        return text
-
-    def reply_turn(self, text: str) -> str:
-        text = text.strip()
-        if self.kind == "plain" and self.reply_tag and not text.startswith(self.reply_tag):
-            return f"{self.reply_tag} {text}"
-        return text
-
-    def render(self, history: History, message: str, tokenizer) -> str:
-        """The model text for the next reply after `history` turns and `message`."""
-        if self.kind == "chat":
-            msgs = [{"role": "system", "content": self.system}] if self.system else []
-            for user, reply in history:
-                msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-            msgs.append({"role": "user", "content": message})
-            return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        parts = [self._user(u) + self.separator + self.reply_turn(r) for u, r in history]
-        prompt = self.template.replace("{prompt}", self._user(message))
-        parts.append(f"{self.system}\n{prompt}" if self.system else prompt)
-        text = self.separator.join(parts)
-        return text + self.separator + self.reply_tag if self.reply_tag else text
-
-    def as_pair_prompt(self, history: History, message: str) -> str:
-        """A chat exchange as the lab stores a pair's prompt (chat with history: JSON messages)."""
-        if self.kind == "chat":
-            if not history:
-                return message
-            msgs = []
-            for user, reply in history:
-                msgs += [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
-            msgs.append({"role": "user", "content": message})
-            return json.dumps(msgs, ensure_ascii=False)
-        parts = [self._user(u) + self.separator + self.reply_turn(r) for u, r in history]
-        parts.append(self._user(message))
-        return self.separator.join(parts)
-
-    def stop(self) -> re.Pattern | None:
-        """Where a plain-format answer ends: a newline or the next speaker tag."""
-        if self.kind != "plain":
-            return None
-        tags = [re.escape(t) for t in (self.user_tag, self.reply_tag) if t]
-        return re.compile("|".join(["\n", r"\*[A-Z]{2,4}:", *tags]))
-
-
-def cut(text: str, stop: re.Pattern | None) -> str:
-    """The answer as shown: up to the stop pattern, without surrounding spaces."""
-    text = text.lstrip()
-    if stop is not None and (m := stop.search(text)):
-        text = text[:m.start()]
-    return text.strip()
-
 
 @dataclass
 class Settings:
@@ -157,65 +87,176 @@ class Engine:
 
     def stream(self, tuned: bool, history: History, message: str, settings: Settings,
                meter: dict | None = None) -> Iterator[str]:
-        """The answer so far, growing as tokens arrive; the last value is the final answer.
+        """One side's answer so far, growing as tokens arrive; the last value is the answer.
 
         `meter["new_tokens"]` counts the tokens generated (the limit applies to these).
         """
-        text = self.format.render(history, message, self.tokenizer)
+        side = "right" if tuned else "left"
+        meter = meter if meter is not None else {}
+        for answers in self._run({side: self.format.encode(history, message, self.tokenizer)},
+                                 settings, meter):
+            yield answers[side]
+        meter["new_tokens"] = meter.get("new_tokens", {}).get(side, 0)
+
+    def stream_pair(self, histories: dict[str, History], message: str, settings: Settings,
+                    meter: dict | None = None) -> Iterator[dict[str, str]]:
+        """Both answers ({"left": baseline, "right": fine-tuned}) so far, growing together.
+
+        `meter["new_tokens"]` gets each side's count of generated tokens; `meter["prompt"]`
+        each side's prompt length and how many control tokens it holds (the template's own).
+        """
+        meter = meter if meter is not None else {}
+        ids = {side: self.format.encode(histories[side], message, self.tokenizer)
+               for side in SIDES}
+        specials = set(self.tokenizer.all_special_ids) | {
+            i for t, i in self.tokenizer.get_added_vocab().items()}
+        meter["prompt"] = {side: {"tokens": len(v), "control_tokens": sum(t in specials
+                                                                           for t in v)}
+                           for side, v in ids.items()}
+        yield from self._run(ids, settings, meter)
+
+    def _run(self, ids: dict[str, list[int]], settings: Settings,
+             meter: dict) -> Iterator[dict[str, str]]:
+        """Generate for each side in `ids` at once; yield the answers whenever one grew."""
         stop = self.format.stop()
-        streamer = _counting_streamer(self.tokenizer, meter if meter is not None else {})
+        rows = _Rows(list(ids))
         errors: list[BaseException] = []
-        worker = threading.Thread(target=self._generate, daemon=True,
-                                  args=(tuned, text, settings, streamer, stop, errors))
+        worker = threading.Thread(target=self._generate_all, daemon=True,
+                                  args=(ids, settings, rows, stop, errors))
         worker.start()
-        raw, shown = "", None
-        for chunk in streamer:
-            raw += chunk
-            answer = cut(raw, stop)
-            if answer != shown:
-                shown = answer
-                yield answer
-            if stop is not None and stop.search(raw.lstrip()):
+        shown: dict[str, str] | None = None
+        while True:
+            finished = not worker.is_alive()
+            answers = {side: cut(self.tokenizer.decode(rows.ids[side], skip_special_tokens=True),
+                                 stop) for side in ids}
+            if answers != shown:
+                shown = answers
+                yield answers
+            if finished:
                 break
+            rows.changed.wait(0.05)
+            rows.changed.clear()
         worker.join()
         if errors:
             raise errors[0]
-        if shown is None:
-            yield ""
+        meter["new_tokens"] = {side: rows.counted(side, stop, self.tokenizer) for side in ids}
 
-    def _generate(self, tuned, text, settings, streamer, stop, errors) -> None:
-        import torch
-
+    def _generate_all(self, ids, settings, rows, stop, errors) -> None:
         try:
-            enc = self.tokenizer(text, return_tensors="pt",
-                                 add_special_tokens=not _starts_with_bos(self.tokenizer, text))
-            enc = {k: v.to(self.device) for k, v in enc.items()}
-            criteria = _stop_criteria(self.tokenizer, stop, enc["input_ids"].shape[1])
-            with self.lock, self._side(tuned) as model, torch.inference_mode():
-                model.generate(**enc, do_sample=True, temperature=settings.temperature,
-                               top_p=settings.top_p, top_k=settings.top_k,
-                               max_new_tokens=settings.max_new_tokens,
-                               repetition_penalty=settings.repetition_penalty,
-                               stopping_criteria=criteria, streamer=streamer,
-                               pad_token_id=self.tokenizer.pad_token_id,
-                               eos_token_id=self.tokenizer.eos_token_id)
+            with self.lock:
+                if len(ids) == 2 and self.config.kind == "lora" and self._batched(
+                        ids, settings, rows, stop):
+                    return
+                if len(ids) == 2 and self.config.kind == "full":
+                    threads = [threading.Thread(target=self._one, daemon=True,
+                                                args=(side, ids, settings, rows, stop, errors))
+                               for side in ids]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    return
+                for side in ids:  # one side, or a LoRA model that cannot mix adapters
+                    self._one(side, ids, settings, rows, stop, errors)
         except BaseException as exc:  # re-raised in the reading thread
             errors.append(exc)
-            streamer.end()
+        finally:
+            rows.done()
+
+    def _batched(self, ids, settings, rows, stop) -> bool:
+        """Both sides as one mixed-adapter batch; False when this PEFT/model cannot do it."""
+        order = list(ids)
+        try:
+            self._call(self.tuned_model, [ids[s] for s in order], settings, rows.streamer(order),
+                       stop, adapter_names=[BASE_ADAPTER if s == "left" else "default"
+                                            for s in order])
+        except (TypeError, ValueError, NotImplementedError):
+            rows.reset()
+            return False
+        return True
+
+    def _one(self, side, ids, settings, rows, stop, errors) -> None:
+        try:
+            with self._side(side == "right") as model:
+                self._call(model, [ids[side]], settings, rows.streamer([side]), stop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def _call(self, model, batch: list[list[int]], settings: Settings, streamer, stop,
+              adapter_names=None) -> None:
+        import torch
+
+        width = max(len(x) for x in batch)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in batch],
+                                 device=self.device)
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch],
+                            device=self.device)
+        extra = {"adapter_names": adapter_names} if adapter_names else {}
+        with torch.inference_mode():
+            model.generate(input_ids=input_ids, attention_mask=mask, **extra, do_sample=True,
+                           temperature=settings.temperature, top_p=settings.top_p,
+                           top_k=settings.top_k, max_new_tokens=settings.max_new_tokens,
+                           repetition_penalty=settings.repetition_penalty,
+                           stopping_criteria=_stop_criteria(self.tokenizer, stop, width),
+                           streamer=streamer, pad_token_id=pad,
+                           eos_token_id=self.tokenizer.eos_token_id)
 
 
-def _counting_streamer(tokenizer, meter: dict):
-    """A TextIteratorStreamer that also counts the new tokens into `meter`."""
-    from transformers import TextIteratorStreamer
+SIDES = ("left", "right")
+BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
 
-    class Counting(TextIteratorStreamer):
-        def put(self, value):
-            if not self.next_tokens_are_prompt:
-                meter["new_tokens"] = meter.get("new_tokens", 0) + int(value.numel())
-            super().put(value)
 
-    meter["new_tokens"] = 0
-    return Counting(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+class _Rows:
+    """New token ids per side as generate() streams them (any batch); `changed` wakes the
+    reader."""
+
+    def __init__(self, sides: list[str]):
+        self.ids: dict[str, list[int]] = {side: [] for side in sides}
+        self.changed = threading.Event()
+        self.finished = False
+
+    def streamer(self, order: list[str]):
+        from transformers.generation.streamers import BaseStreamer
+
+        rows = self
+
+        class Collect(BaseStreamer):
+            prompt_seen = False
+
+            def put(self, value):
+                if not self.prompt_seen:  # the first call carries the prompt
+                    self.prompt_seen = True
+                    return
+                for side, token in zip(order, value.reshape(len(order), -1)[:, -1].tolist(),
+                                       strict=True):
+                    rows.ids[side].append(int(token))
+                rows.changed.set()
+
+            def end(self):
+                rows.changed.set()
+
+        return Collect()
+
+    def reset(self) -> None:
+        for side in self.ids:
+            self.ids[side] = []
+
+    def done(self) -> None:
+        self.finished = True
+        self.changed.set()
+
+    def counted(self, side: str, stop, tokenizer) -> int:
+        """Tokens this side generated before it ended (EOS, its stop rule, or the limit)."""
+        ids, eos, pad = self.ids[side], tokenizer.eos_token_id, tokenizer.pad_token_id
+        for n in range(len(ids)):
+            if ids[n] in (eos, pad):
+                return n + 1 if ids[n] == eos else n
+            if stop is not None and stop.search(tokenizer.decode(ids[:n + 1],
+                                                                 skip_special_tokens=True)
+                                                .lstrip()):
+                return n + 1
+        return len(ids)
 
 
 def _tokenizer(ref: str, fallback: str):
@@ -231,10 +272,6 @@ def _tokenizer(ref: str, fallback: str):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
-
-
-def _starts_with_bos(tokenizer, text: str) -> bool:
-    return bool(tokenizer.bos_token) and text.startswith(tokenizer.bos_token)
 
 
 def _stop_criteria(tokenizer, stop: re.Pattern | None, prompt_len: int):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..data.datasets import get_dataset, iter_pairs
@@ -11,15 +12,28 @@ from ..formats import PromptFormat
 from ..models import resolve_model
 from ..store import Store, dumps
 from ..training.runs import get_run, run_spec
+from .judges import check_judge_template, make_judge, parse_judge
 from .results import save_eval
-from .scoring import Method, Progress, Scope, check_method, no_progress, pair_accuracy
+from .scoring import (
+    Method,
+    Progress,
+    Scope,
+    check_method,
+    no_progress,
+    pair_accuracy,
+    pair_protocol,
+)
 from .suites import (
     CONCAT_FORMAT,
+    DEFAULT_SUITE_METHOD,
+    DEFAULT_SUITE_PROTOCOL,
+    check_protocol,
     hellaswag_choices,
     multiple_choice_accuracy,
     read_pairs_json,
     suite_accuracy,
 )
+from .win_rate import WIN_RATE_SAMPLING, win_rate
 
 
 def run_beta(store: Store, model_spec: str, default: float = 0.1) -> float:
@@ -74,6 +88,7 @@ def run_evaluation(store: Store, model_spec: str, dataset: str | int, split: str
                                    batch_size, seed=seed, progress=step)
         metrics = {k2: result[k2] for k2 in ("accuracy", "ci_low", "ci_high", "mean_margin", "n",
                                              "scope")} | extra | {"dataset": ds.name}
+        metrics["protocol"] = pair_protocol(method, metrics["scope"])
         rows = ((p.id, "", r["chosen_score"], r["rejected_score"], int(r["correct"]),
                  dumps({"margin": r["margin"]}))
                 for p, r in zip(pairs, result["per_pair"], strict=True))
@@ -85,19 +100,22 @@ def run_evaluation(store: Store, model_spec: str, dataset: str | int, split: str
 
 
 def run_suite_evaluation(store: Store, model_spec: str, folder: str | Path,
-                         method: Method = "mean-logp", limit: int | None = None,
+                         method: Method = DEFAULT_SUITE_METHOD, limit: int | None = None,
                          batch_size: int = 16, seed: int = 0, loaded=None,
                          job_id: str | None = None, workspace=None,
-                         progress: Progress = no_progress) -> dict:
-    """Evaluate a BLiMP-layout folder; store one eval (per-file accuracies in its metrics)."""
+                         progress: Progress = no_progress,
+                         protocol: str = DEFAULT_SUITE_PROTOCOL) -> dict:
+    """Evaluate a BLiMP-layout folder; store one eval (per-file accuracies and the scoring
+    protocol in its metrics, one row per sentence pair)."""
     model_spec = run_spec(store, model_spec)
+    check_protocol(protocol)
     loaded = loaded or resolve_model(model_spec, workspace)
     result = suite_accuracy(loaded.model, loaded.tokenizer, folder, method, batch_size, limit,
-                            seed, progress)
+                            seed, progress, protocol)
     metrics = {k: result[k] for k in ("accuracy", "ci_low", "ci_high", "mean_margin", "n",
-                                      "scope", "files")} | {"suite": str(folder)}
+                                      "scope", "protocol", "files")} | {"suite": str(folder)}
     rows = ((None, r["item"], r["chosen_score"], r["rejected_score"], int(r["correct"]),
-             dumps({"margin": r["margin"]})) for r in result["per_pair"])
+             dumps({"margin": r["margin"], "file": r["file"]})) for r in result["per_pair"])
     eval_id = save_eval(store, model_spec, None, Path(folder).name, f"suite:{method}", metrics,
                          rows, job_id)
     return {"eval_id": eval_id, "model": model_spec, "method": f"suite:{method}", **metrics}
@@ -125,14 +143,17 @@ def run_file_evaluation(store: Store, model_spec: str, path: str | Path,
                  max((v for k, v in enumerate(r["scores"]) if k != r["answer"]), default=None),
                  int(r["correct"]), dumps(r)) for r in result["per_item"])
         result["mean_margin"] = 0.0
+        extra = {k: result[k] for k in ("acc_norm", "acc_norm_ci_low", "acc_norm_ci_high")}
+        extra["protocol"] = "choice-tokens"
     else:
         result = pair_accuracy(model, tok, CONCAT_FORMAT, records, method, "reply", batch_size,
                                seed=seed, progress=progress)
         rows = ((None, str(r["index"]), r["chosen_score"], r["rejected_score"],
                  int(r["correct"]), dumps({"margin": r["margin"]})) for r in result["per_pair"])
+        extra = {"protocol": pair_protocol(method, "reply")}
     kind = "choices" if as_choices else "pairs"
     metrics = {k: result[k] for k in ("accuracy", "ci_low", "ci_high", "mean_margin", "n",
-                                      "scope")} | {"suite": str(path)}
+                                      "scope")} | extra | {"suite": str(path)}
     eval_id = save_eval(store, model_spec, None, Path(path).name, f"{kind}:{method}", metrics,
                          rows, job_id)
     return {"eval_id": eval_id, "model": model_spec, "method": f"{kind}:{method}", **metrics}
@@ -144,8 +165,54 @@ def save_win_rate(store: Store, tuned_spec: str, baseline_spec: str, result: dic
     tuned_spec, baseline_spec = run_spec(store, tuned_spec), run_spec(store, baseline_spec)
     metrics = {k: result[k] for k in ("wins", "ties", "losses", "n", "win_rate", "ci_low",
                                       "ci_high", "judge", "settings", "seed")}
-    metrics |= {"baseline": baseline_spec, "accuracy": result["win_rate"]}
+    metrics |= {k: result.get(k) for k in ("lc_win_rate", "lc_ci_low", "lc_ci_high",
+                                           "length_slope", "mean_length_tuned",
+                                           "mean_length_baseline")}
+    metrics |= {"samples": result.get("samples", 1), "prompts": result.get("prompts", result["n"]),
+                "baseline": baseline_spec, "accuracy": result["win_rate"], "protocol": "judge"}
     rows = ((None, r["prompt"], r.get("score_a"), r.get("score_b"), int(r["verdict"] == "a"),
              dumps(r)) for r in result["rows"])
     return save_eval(store, tuned_spec, None, "", f"win-rate:{result['judge']}", metrics, rows,
                       job_id)
+
+
+def win_rate_prompts(store: Store, dataset: str | int, split: str | None, limit: int) -> list[str]:
+    """The first `limit` distinct prompts of a dataset split."""
+    ds = get_dataset(store, dataset)
+    prompts = list(dict.fromkeys(p.prompt for p in iter_pairs(store, ds.id, split or None)))
+    if not prompts:
+        raise DataError(f"Dataset '{ds.name}' has no prompts in split '{split}'.",
+                        "Pick another split (e.g. train), or split the dataset first.")
+    return prompts[:limit]
+
+
+def run_win_rate(store: Store, tuned_spec: str, baseline_spec: str | None, dataset: str | int,
+                 split: str | None = "eval", judge: str = "lexicon", *, prompts: int = 8,
+                 samples: int = 1, max_new_tokens: int = 32, judge_template: str | None = None,
+                 seed: int = 0, job_id: str | None = None, workspace=None,
+                 progress: Progress = no_progress) -> dict:
+    """Tuned vs baseline answers on a dataset's prompts, judged (`lexicon`, `reward:SPEC`,
+    `llm:SPEC`); stored as one eval. Without `baseline_spec` a run is compared with its base."""
+    kind, judge_model = parse_judge(judge)
+    if judge_template and kind == "llm":
+        check_judge_template(judge_template)
+    if samples < 1 or prompts < 1 or max_new_tokens < 1:
+        raise ConfigError(f"prompts={prompts}, samples={samples}, max_new_tokens="
+                          f"{max_new_tokens}.", "Use 1 or more of each.")
+    texts = win_rate_prompts(store, dataset, split, prompts)
+    tuned = resolve_model(run_spec(store, tuned_spec), workspace)
+    baseline_spec = baseline_spec or tuned.base_spec
+    if not baseline_spec:
+        raise ConfigError(f"{tuned_spec} is not a fine-tuned run, so it has no base to compare "
+                          "with.", "Pass --baseline SPEC.")
+    progress(0.1, f"loading the {kind} judge")
+    judge_obj = make_judge(kind, judge_model, judge_template)
+    progress(0.2, f"{len(texts)} prompts x {samples} samples with both models")
+    settings = replace(WIN_RATE_SAMPLING, max_new_tokens=max_new_tokens)
+    result = win_rate(tuned, resolve_model(baseline_spec, workspace), texts, judge_obj,
+                      settings, seed, samples)
+    eval_id = save_win_rate(store, tuned_spec, baseline_spec, result, job_id)
+    progress(1.0, "Win rate finished.")
+    return {"eval_id": eval_id, "model": run_spec(store, tuned_spec),
+            "baseline": run_spec(store, baseline_spec), "method": f"win-rate:{result['judge']}",
+            **{k: v for k, v in result.items() if k != "rows"}}

@@ -8,18 +8,17 @@ The first model is the baseline; the win rate compares each other model against 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
-from ..data.datasets import get_dataset, iter_pairs
+from ..data.datasets import get_dataset
 from ..errors import ConfigError, DataError
 from ..jobs.lifecycle import start_job
 from ..models import resolve_model
 from ..store import Store
-from .evaluate import run_evaluation, run_file_evaluation, run_suite_evaluation, save_win_rate
-from .judges import JUDGES, make_judge
+from .evaluate import run_evaluation, run_file_evaluation, run_suite_evaluation, run_win_rate
+from .judges import JUDGES, NEEDS_MODEL, check_judge_template
 from .scoring import METHODS, SCOPES
-from .win_rate import WIN_RATE_SAMPLING, win_rate
+from .suites import DEFAULT_SUITE_METHOD, DEFAULT_SUITE_PROTOCOL, check_protocol
 
 KIND = "eval"
 TARGET = "dpo_core.evaluation.job:evaluation_job"
@@ -47,7 +46,18 @@ def _check_config(store: Store, cfg: dict) -> None:
         raise ConfigError("Nothing to evaluate.",
                           "Pick a method, a suite folder, a pairs file or the win rate.")
     _check_file(cfg)
+    _check_suite(cfg)
     _check_judge(cfg["win_rate"])
+
+
+def _check_suite(cfg: dict) -> None:
+    if not cfg["suite"]:
+        return
+    if cfg["suite_method"] not in ("mean-logp", "sum-logp"):
+        raise ConfigError(f"A suite is scored with mean-logp or sum-logp, not "
+                          f"'{cfg['suite_method']}'.", "implicit-reward needs pairs with a "
+                          "prompt; pick sum-logp (lm-evaluation-harness's BLiMP accuracy).")
+    check_protocol(cfg["suite_protocol"])
 
 
 def _check_file(cfg: dict) -> None:
@@ -73,12 +83,15 @@ def _check_judge(win: dict | None) -> None:
     if kind not in JUDGES:
         raise ConfigError(f"Unknown judge '{kind}'.", f"Use {', '.join(JUDGES)}.")
     if kind != "lexicon" and not (win.get("judge_model") or "").strip():
-        raise ConfigError(f"The {kind} judge needs a model spec.",
-                          "Give the judge model (a folder, hub id or builtin:...).")
+        raise ConfigError(f"The {kind} judge needs a model spec.", NEEDS_MODEL)
     template = win.get("judge_template")
-    if kind == "llm" and template and ("{a}" not in template or "{b}" not in template):
-        raise ConfigError("The judge prompt needs {a} and {b} placeholders.",
-                          "Write where reply A and reply B go, e.g. 'Reply A: {a}'.")
+    if kind == "llm" and template:
+        check_judge_template(template)
+    for key in ("prompts", "samples", "max_new_tokens"):
+        value = win.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"win_rate.{key} is {value!r}.", f"Use a whole number of {key} "
+                              "of at least 1.")
 
 
 def evaluation_config(models: Sequence[str], dataset: str | int | None = None,
@@ -87,17 +100,21 @@ def evaluation_config(models: Sequence[str], dataset: str | int | None = None,
                       suite: str | None = None, suite_limit: int | None = None,
                       win_rate: dict | None = None, seed: int = 0,
                       pairs_file: str | None = None, file_as: Sequence[str] = ("pairs",),
-                      file_method: str = "mean-logp", file_limit: int | None = None) -> dict:
+                      file_method: str = "mean-logp", file_limit: int | None = None,
+                      suite_method: str = DEFAULT_SUITE_METHOD,
+                      suite_protocol: str = DEFAULT_SUITE_PROTOCOL) -> dict:
     """The job's frozen config. win_rate: {"judge": "lexicon" | "reward-model" | "llm",
-    "judge_model": SPEC, "judge_template": PROMPT, "prompts": 8, "max_new_tokens": 24};
-    pairs_file: a TRL JSON file scored `file_as` pairs and/or choices (HellaSwag layout)."""
+    "judge_model": SPEC, "judge_template": PROMPT, "prompts": 8, "samples": 1,
+    "max_new_tokens": 24}; pairs_file: a TRL JSON file scored `file_as` pairs and/or choices
+    (HellaSwag layout); a suite is scored with `suite_method` under `suite_protocol`."""
     return {"models": list(dict.fromkeys(m.strip() for m in models if m and m.strip())),
             "dataset": dataset, "split": split or None, "methods": list(methods), "scope": scope,
             "limit": limit or None, "batch_size": int(batch_size), "suite": suite or None,
             "suite_limit": suite_limit or None, "win_rate": win_rate or None, "seed": int(seed),
             "pairs_file": str(pairs_file).strip() if pairs_file and str(pairs_file).strip()
             else None, "file_as": list(dict.fromkeys(file_as)), "file_method": file_method,
-            "file_limit": file_limit or None}
+            "file_limit": file_limit or None, "suite_method": suite_method,
+            "suite_protocol": suite_protocol}
 
 
 def start_evaluation(store: Store, models: Sequence[str], dataset: str | int | None = None,
@@ -121,12 +138,6 @@ def _units(cfg: dict) -> list[tuple[str, str]]:
         units += [("file", model)] * bool(cfg.get("pairs_file"))
     units += [("win-rate", m) for m in cfg["models"][1:]] if cfg["win_rate"] else []
     return units
-
-
-def _win_prompts(store: Store, cfg: dict) -> list[str]:
-    ds = get_dataset(store, cfg["dataset"])
-    prompts = dict.fromkeys(p.prompt for p in iter_pairs(store, ds.id, cfg["split"]))
-    return list(prompts)[:int(cfg["win_rate"].get("prompts", 8))]
 
 
 def _pair_methods(model: str, methods: list[str]) -> tuple[list[str], list[str]]:
@@ -166,9 +177,10 @@ def evaluation_job(config: dict, ctx) -> dict:
                     loaded=load(model), job_id=ctx.job_id, progress=step)]
         elif kind == "suite":
             eval_ids.append(run_suite_evaluation(
-                store, model, config["suite"], "mean-logp", config["suite_limit"],
-                config["batch_size"], config["seed"], loaded=load(model), job_id=ctx.job_id,
-                progress=step)["eval_id"])
+                store, model, config["suite"], config.get("suite_method", "mean-logp"),
+                config["suite_limit"], config["batch_size"], config["seed"], loaded=load(model),
+                job_id=ctx.job_id, progress=step,
+                protocol=config.get("suite_protocol", "after-first-token"))["eval_id"])
         elif kind == "file":
             eval_ids += _file_unit(store, config, model, load(model), ctx.job_id, step)
         else:
@@ -192,12 +204,11 @@ def _file_unit(store: Store, config: dict, model: str, loaded, job_id: str, step
 
 def _win_rate_unit(store: Store, config: dict, tuned_spec: str, job_id: str, step) -> int:
     wr = config["win_rate"]
-    baseline_spec = config["models"][0]
-    prompts = _win_prompts(store, config)
-    settings = replace(WIN_RATE_SAMPLING, max_new_tokens=int(wr.get("max_new_tokens", 32)))
-    step(0.1, f"generating {len(prompts)} replies with both models")
-    judge = make_judge(wr.get("judge", "lexicon"), wr.get("judge_model"),
-                       wr.get("judge_template") or None)
-    result = win_rate(resolve_model(tuned_spec), resolve_model(baseline_spec), prompts, judge,
-                      settings, config["seed"])
-    return save_win_rate(store, tuned_spec, baseline_spec, result, job_id)
+    kind = wr.get("judge", "lexicon")
+    judge = kind if kind == "lexicon" else f"{kind}:{wr.get('judge_model', '')}"
+    return run_win_rate(store, tuned_spec, config["models"][0], config["dataset"],
+                        config["split"], judge, prompts=int(wr.get("prompts", 8)),
+                        samples=int(wr.get("samples", 1)),
+                        max_new_tokens=int(wr.get("max_new_tokens", 32)),
+                        judge_template=wr.get("judge_template") or None, seed=config["seed"],
+                        job_id=job_id, progress=step)["eval_id"]

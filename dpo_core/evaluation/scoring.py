@@ -34,6 +34,12 @@ Scope = Literal["reply", "full"]
 METHODS = ("mean-logp", "sum-logp", "implicit-reward")
 SCOPES = ("reply", "full")
 Progress = Callable[[float, str], None]
+# What a pair evaluation's number measures, stored with it (suites: suites.SUITE_PROTOCOLS)
+PAIR_PROTOCOLS = {
+    "reply-tokens": "reply tokens after the prompt (TRL's convention)",
+    "whole-text": "every token of prompt + reply after the first",
+    "implicit-reward": "beta x (policy - reference) log-probs of reply + EOS (TRL's rewards)",
+}
 Encoded = tuple[tuple[int, ...], int]  # token ids, index of the first scored token
 
 
@@ -282,6 +288,13 @@ def score_encoded_pairs(model, tokenizer, items: Sequence[Encoded], batch_size: 
             progress(min(1.0, done / max(len(unique), 1)),
                      f"Scored {done} of {len(unique)} pairs")
     return [x for pair in pairs for x in results[pair]]
+
+
+def pair_protocol(method: str, scope: str) -> str:
+    """The PAIR_PROTOCOLS name of a pair evaluation with this method and scope."""
+    if method == "implicit-reward":
+        return "implicit-reward"
+    return "whole-text" if scope == "full" else "reply-tokens"
 
 
 def reduce_score(total: float, count: int, method: str) -> float:

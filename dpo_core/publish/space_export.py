@@ -19,11 +19,13 @@ from .. import demo
 from ..data.datasets import pair_texts
 from ..demo.config import BASE_ENV, CONFIG_FILE, DemoConfig, Limits, write_config
 from ..errors import ConfigError, DPOLabError, ModelError
+from ..evaluation.results import list_evals
 from ..jobs.rows import find_row
 from ..models import (
     DEFAULT_SPEC,
     FORMAT_FILE,
     RUN_MODEL_FILE,
+    SMOLLM2_PACKAGE,
     TINY_SPEC,
     builtin_dir,
     resolve_path,
@@ -32,14 +34,17 @@ from ..store import Store, open_store
 from ..training.metrics import last_values
 from ..workspace import Workspace, get_workspace
 
-DEMO_MODULES = ("config.py", "engine.py", "votes.py", "app.py", "kernels.py")
+DEMO_MODULES = ("config.py", "engine.py", "formats.py", "guard.py", "votes.py", "app.py",
+                "kernels.py")
 PACKAGE = "dpo_demo"
 PINNED = ("torch", "transformers", "peft", "gradio", "accelerate")
 HUB_IDS = {DEFAULT_SPEC: "HuggingFaceTB/SmolLM2-135M-Instruct",
            "builtin:smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 # files a model folder needs; anything else (logs, .env, optimizer state) stays behind
 MODEL_FILES = re.compile(r"^(?!\.)[\w.-]+\.(json|safetensors|txt|model|jinja)$")
-KEY_METRICS = ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss", "loss")
+# measured on the run's eval split at its last evaluation (the training loss, a moving
+# per-batch number without a fixed n, is left out)
+KEY_METRICS = ("eval_rewards/accuracies", "eval_rewards/margins", "eval_loss")
 ENTRY = '''"""Hugging Face Space entry: the DPO Lab side-by-side demo configured by space_config.json."""
 
 from pathlib import Path
@@ -198,6 +203,7 @@ def _demo_config(store, run, final, info, base_ref, adapter_hub_id, work, title,
         _point_adapter_at(work / tuned_ref, base_ref)
     summary = run_summary(store, run, info)
     return DemoConfig(
+        baseline_note=baseline_note(info["base"], base_ref),
         base=base_ref, kind=info["kind"],
         adapter=tuned_ref if info["kind"] == "lora" else "",
         tuned=tuned_ref if info["kind"] == "full" else "",
@@ -208,17 +214,66 @@ def _demo_config(store, run, final, info, base_ref, adapter_hub_id, work, title,
         limits=limits, license=license)
 
 
+def baseline_note(run_base: str, base_ref: str) -> str:
+    """What a visitor must know when the Space's baseline is not the base the lab trained and
+    evaluated on ('' when the base's own weights are in the folder)."""
+    if base_ref == "base":
+        return ""
+    if run_base in HUB_IDS and base_ref == HUB_IDS[run_base]:
+        return (f"this Space loads {base_ref} from the Hugging Face hub. The run was trained and "
+                f"evaluated on the lab's {run_base}, made from the dequantized GGUF of "
+                f"{SMOLLM2_PACKAGE}, whose weights differ slightly: the baseline here is not the "
+                "model the lab's numbers were measured on, and the fine-tuned side applies the "
+                "run's adapter to this base. Export with --copy-base to ship the evaluated base.")
+    if base_ref != run_base:
+        return (f"this Space's baseline is {base_ref}; the run was trained and evaluated on "
+                f"{run_base}, so the lab's numbers were not measured on this baseline.")
+    return ""
+
+
 def run_summary(store: Store, run: dict, info: dict) -> dict:
-    """Run id, base, dataset, method and key metrics (last logged value of each)."""
+    """Run id, base, dataset, method, and every number the page shows with its n: the last
+    evaluation of training (n = eval pairs) and the lab's stored evaluations of the run and of
+    its base on the same benchmarks."""
     cfg = json.loads(run.get("config_json") or "{}")
     method = cfg.get("method", info["kind"])
     loss = cfg.get("loss_type")
-    metrics = {k: round(float(v), 4) for k, v in last_values(store, run["id"], KEY_METRICS)
-               .items()}
+    eval_pairs = _line_count(Path(run.get("run_dir") or "") / "pairs.eval.jsonl")
+    results = [{"metric": f"{k} (training's eval split)", "value": round(float(v), 4),
+                "n": eval_pairs}
+               for k, v in last_values(store, run["id"], KEY_METRICS).items()]
+    results += lab_results(store, f"run:{run['id']}", info["base"])
     return {"id": run["id"], "base": info["base"], "dataset": cfg.get("dataset", ""),
             "method": f"DPO ({method}{', ' + loss if loss else ''}"
                       f"{', beta ' + str(cfg['beta']) if 'beta' in cfg else ''})",
-            "metrics": metrics}
+            "results": results}
+
+
+def lab_results(store: Store, run_spec: str, base_spec: str) -> list[dict]:
+    """The newest lab evaluation of the run per benchmark and method, and of its base on the
+    same ones: accuracy with its 95% interval, n and the scoring protocol."""
+    newest: dict[tuple, dict] = {}
+    for e in list_evals(store):  # newest first
+        if e["model"] in (run_spec, base_spec) and e.get("accuracy") is not None:
+            newest.setdefault((e["model"], e["benchmark"], e["method"]), e)
+    rows = []
+    for (model, bench, method), e in sorted(newest.items(), key=lambda kv: (
+            kv[0][1], kv[0][2], kv[0][0] != run_spec)):
+        if model != run_spec and (run_spec, bench, method) not in newest:
+            continue
+        who = "fine-tuned" if model == run_spec else "baseline"
+        interval = (f" [{e['ci_low']:.1%}, {e['ci_high']:.1%}]"
+                    if e.get("ci_low") is not None else "")
+        rows.append({"metric": f"{bench} · {method} accuracy, {who} ({e['protocol']})",
+                     "value": f"{e['accuracy']:.1%}{interval}", "n": e.get("n")})
+    return rows
+
+
+def _line_count(path: Path) -> int | None:
+    if not path.is_file():
+        return None
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
 
 
 def eval_prompts(store: Store, run_dir: Path, limit: int, max_chars: int) -> list[str]:
@@ -284,21 +339,28 @@ def space_readme(config: DemoConfig) -> str:
                         "colorTo: green", "sdk: gradio", f"sdk_version: {pinned_version('gradio')}",
                         "app_file: app.py", "pinned: false", f"license: {config.license}",
                         "short_description: Baseline vs DPO fine-tuned, side by side", "---"])
+    note = f"\n**About the baseline:** {config.baseline_note}\n" if config.baseline_note else ""
+    measured = "".join(f"| {r['metric']} | {r['value']} | {r.get('n') or 'not recorded'} |\n"
+                       for r in run.get("results") or [])
+    table = f"\n| Measured | value | n |\n|---|---|---|\n{measured}" if measured else ""
     body = f"""
 # {config.title}
 
 Exported by DPO Lab from run `{run.get('id', '')}` (base `{run.get('base', '')}`,
 dataset `{run.get('dataset', '')}`, {run.get('method', '')}).
-
+{table}{note}
 Run locally: `pip install -r requirements.txt && python app.py` (http://127.0.0.1:7860).
 Settings and limits are in `{CONFIG_FILE}`. The base model is `{config.base}`; to load it from
 elsewhere (a local copy, to run offline), set `{BASE_ENV}=FOLDER_OR_HUB_ID`.
 
 Votes are written as JSON Lines to `/data` when the Space has persistent storage, else next to
 `app.py`: `votes.jsonl` holds one preference pair per line (prompt, chosen, rejected, verdict,
-models, settings, at) and imports with
-`python -m dpo_core data import votes.jsonl --dataset NAME`; ties and both-bad votes go to
-`votes-unranked.jsonl`.
+models, settings, at); ties and both-bad votes go to `votes-unranked.jsonl`. Visitors' votes are
+not reviewed: import them with `python -m dpo_core import-space-votes votes.jsonl --dataset NAME`,
+which flags every pair `unreviewed`, and review them before training on them. The Space refuses
+a preference between identical answers, a second vote on the same answers, more than
+{config.limits.votes_per_minute} votes a minute from one visitor or session, and every vote once
+a file holds {config.limits.max_votes} lines.
 """
     return header + "\n" + body
 

@@ -213,23 +213,37 @@ def test_pair_stream_streams_both_sides_at_once_with_one_by_one_answers(
     assert cache.weight_copies == (1 if kind == "lora" else 2)
 
 
-def test_side_by_side_of_separate_weights_answers_each_side_in_the_callers_thread(
+def test_side_by_side_of_separate_weights_answers_one_side_after_the_other(
         cache, workspace_with_tiny, monkeypatch):
     """`compare` on a full fine-tune: no one watches the stream, so the sides run one after the
-    other in the caller's thread; the answers are those of each side alone."""
+    other, on the background path (not the caller's own thread, see chat/threads.py); the
+    answers are those of each side alone."""
     from dpo_core.chat import side_by_side as module
 
     run = make_full_run(workspace_with_tiny)
     real, seen = module.generate_tokens, []
 
     def spy(*args, **kwargs):
-        seen.append(threading.current_thread() is threading.main_thread())
+        seen.append(threading.current_thread().name)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, "generate_tokens", spy)
     both = side_by_side(cache, TINY_SPEC, run, [], [], "what is that ?", SETTINGS)
-    assert not both.batched and seen == [True, True]
+    assert not both.batched and seen == ["dpo-generate", "dpo-generate"]
     left, right = cache.get(TINY_SPEC), cache.get(run)
     assert both.left.text == generate(left, both.left.prompt_text, SETTINGS).text
     assert both.right.text == generate(right, both.right.prompt_text, SETTINGS).text
     assert both.left.text != both.right.text and both.right.ttft_s < both.seconds
+
+
+def test_a_preference_between_identical_answers_is_a_vote_not_a_pair(store):
+    from dpo_core.chat.votes import IDENTICAL_ANSWERS
+
+    result = record_vote(store, "a", "b", "what is that ?", "a ball .", " a ball . ", "left",
+                         dataset="votes")
+    assert (result.pair_id, result.dataset, result.note) == (None, None, IDENTICAL_ANSWERS)
+    assert store.scalar("SELECT COUNT(*) FROM votes") == 1
+    assert store.scalar("SELECT COUNT(*) FROM datasets WHERE name='votes'") == 0
+    edited = record_vote(store, "a", "b", "what is that ?", "a ball .", "a ball .", "right",
+                         dataset="votes", edited_better="it is a red ball !")
+    assert edited.pair_id is not None and edited.note is None  # the edit made them differ

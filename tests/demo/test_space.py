@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from dpo_core.demo.config import Limits, load_config
+from dpo_core.demo.config import load_config
 from dpo_core.models import RUN_MODEL_FILE
 from dpo_core.publish.sample_run import EVAL_PROMPTS, RUN_ID, make_sample_run
-from dpo_core.store import Store
-from dpo_core.workspace import get_workspace
-
-LIMITS = Limits(max_prompt_chars=200, max_history_turns=2, max_new_tokens=12,
-                concurrency_limit=1, max_queue_size=2)
+from tests.demo.space_support import LIMITS, ask, text_of
+from tests.demo.space_support import client as connect
 
 
 # ---------------------------------------------------------------------------------------------
@@ -56,7 +49,9 @@ def test_export_writes_a_self_contained_space_folder(workspace_with_tiny, store,
     config = load_config(out / "space_config.json")
     assert (config.base, config.adapter, config.kind) == ("base", "adapter", "lora")
     assert config.examples == EVAL_PROMPTS
-    assert config.run["metrics"] == {"eval_rewards/accuracies": 0.75}
+    assert config.run["results"] == [{"metric": "eval_rewards/accuracies (training's eval split)",
+                                      "value": 0.75, "n": len(EVAL_PROMPTS)}]
+    assert config.baseline_note == ""  # the evaluated base is in the folder
     assert config.prompt_format["kind"] == "chat"
     for module in (out / "dpo_demo").glob("*.py"):  # a Space has no dpo_core installed
         imports = re.findall(r"^\s*(?:from|import)\s+(\S+)", module.read_text(), re.M)
@@ -125,6 +120,11 @@ def test_a_full_weights_run_exports_and_both_sides_answer(workspace_with_tiny, s
         answers = list(engine.stream(tuned, [], "what is that ?", Settings(0.7, 0.95, 50, 5),
                                      meter))
         assert answers and 1 <= meter["new_tokens"] <= 5
+    meter = {}
+    *_, both = engine.stream_pair({"left": [], "right": []}, "what is that ?",
+                                  Settings(0.7, 0.95, 50, 5), meter)  # two threads, together
+    assert set(both) == {"left", "right"} and all(1 <= meter["new_tokens"][s] <= 5
+                                                  for s in both)
 
 
 def test_demo_format_renders_like_the_lab(tiny_model_dir):
@@ -172,110 +172,17 @@ def test_the_lab_never_imports_gradio():
 # ---------------------------------------------------------------------------------------------
 # The exported app, running
 # ---------------------------------------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class SpaceServer:
-    """`python app.py` in the exported folder, on a free loopback port, in its own group."""
-
-    def __init__(self, folder: Path, votes: Path):
-        self.folder, self.port = folder, _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DPO_LAB_HOME")}
-        env.update(GRADIO_ANALYTICS_ENABLED="False", DPO_DEMO_VOTES_DIR=str(votes),
-                   HF_HUB_OFFLINE="1", GRADIO_SERVER_NAME="127.0.0.1")
-        self.log = folder.parent / "space.log"
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([sys.executable, "app.py", "--port", str(self.port)],
-                                         cwd=folder, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait()
-
-    def _wait(self) -> None:
-        for _ in range(900):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the app exited: {self.log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/config", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"the app did not come up: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-@pytest.fixture(scope="module")
-def space(tmp_path_factory, tiny_model_dir):
-    """An exported tiny run served by its own app.py (one server for this module's tests)."""
-    import shutil
-
-    from dpo_core.publish.space_export import export_space
-    from dpo_core.store import forget_stores
-
-    root = tmp_path_factory.mktemp("space")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DPO_LAB_HOME", str(root / "lab"))
-        forget_stores()
-        ws = get_workspace(root / "lab")
-        shutil.copytree(tiny_model_dir, ws.models / "tiny")
-        store = Store(ws.db_path)
-        make_sample_run(ws, store)
-        export_space(store, RUN_ID, root / "out", limits=LIMITS)
-        (root / "out" / ".env").write_text("HF_TOKEN=secret-do-not-leak\n")
-        server = SpaceServer(root / "out", root / "votes")
-        server.ws, server.store, server.votes = ws, store, root / "votes"
-        yield server
-        server.stop()
-        store.close()
-        forget_stores()
-
-
-def _client(space):
-    from gradio_client import Client
-
-    return Client(space.url, verbose=False)
-
-
-def _ask(client, prompt="what is that ?", max_new_tokens=8, temperature=0.7):
-    left, right, details = client.predict(prompt, temperature, 0.95, 50, max_new_tokens,
-                                          api_name="/generate")
-    return left, right, details
-
-
-def _text(message: dict) -> str:
-    """A chatbot message's text (gradio 6 sends content as a list of typed parts)."""
-    content = message["content"]
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-
-
 @pytest.mark.slow
 def test_both_answers_come_back_and_a_vote_reimports_as_a_pair(space):
     from dpo_core.data.datasets import get_dataset, iter_pairs
     from dpo_core.data.importer import import_pairs
 
-    client = _client(space)
-    left, right, details = _ask(client)
+    client = connect(space)
+    left, right, details = ask(client)
     assert [m["role"] for m in left] == [m["role"] for m in right] == ["user", "assistant"]
-    assert _text(left[0]) == _text(right[0]) == "what is that ?"
+    assert text_of(left[0]) == text_of(right[0]) == "what is that ?"
     assert details["status"] == "done" and set(details["new_tokens"]) == {"left", "right"}
-    answers = (_text(left[1]), _text(right[1]))
+    answers = (text_of(left[1]), text_of(right[1]))
 
     status = client.predict(api_name="/vote_right")
     assert "saved" in status
@@ -295,8 +202,8 @@ def test_both_answers_come_back_and_a_vote_reimports_as_a_pair(space):
 
 @pytest.mark.slow
 def test_tie_and_both_bad_are_kept_but_not_pairs(space):
-    client = _client(space)
-    _ask(client)
+    client = connect(space)
+    ask(client)
     assert "saved" in client.predict(api_name="/vote_tie")
     tie = json.loads((space.votes / "votes-unranked.jsonl").read_text().splitlines()[-1])
     assert tie["verdict"] == "tie" and "chosen" not in tie and {"left", "right"} <= set(tie)
@@ -306,18 +213,18 @@ def test_tie_and_both_bad_are_kept_but_not_pairs(space):
 def test_long_prompt_and_max_new_tokens_are_clamped_server_side(space):
     from gradio_client.exceptions import AppError
 
-    client = _client(space)
-    left, right, details = _ask(client, prompt="ball " * 400,
+    client = connect(space)
+    left, right, details = ask(client, prompt="ball " * 400,
                                 max_new_tokens=LIMITS.max_new_tokens, temperature=1.5)
     assert details["prompt_chars"] == LIMITS.max_prompt_chars and details["prompt_cut"]
-    assert len(_text(left[0])) == LIMITS.max_prompt_chars
+    assert len(text_of(left[0])) == LIMITS.max_prompt_chars
     assert details["max_new_tokens"] == LIMITS.max_new_tokens
     assert max(details["new_tokens"].values()) <= LIMITS.max_new_tokens
     # values beyond the sliders never reach the model: gradio refuses them on the server
     with pytest.raises(AppError, match="greater than maximum"):
-        _ask(client, max_new_tokens=100_000)
+        ask(client, max_new_tokens=100_000)
     with pytest.raises(AppError, match="greater than maximum"):
-        _ask(client, temperature=50)
+        ask(client, temperature=50)
 
 
 def test_settings_are_clamped_whatever_arrives():
@@ -349,11 +256,11 @@ def test_the_chat_shows_answers_exactly_as_the_vote_saves_them():
 
 @pytest.mark.slow
 def test_history_is_capped_server_side(space):
-    client = _client(space)
+    client = connect(space)
     for i in range(4):
-        left, _, details = _ask(client, prompt=f"turn {i}", max_new_tokens=2)
+        left, _, details = ask(client, prompt=f"turn {i}", max_new_tokens=2)
     assert details["history_turns"] == LIMITS.max_history_turns
-    assert [_text(m) for m in left if m["role"] == "user"] == ["turn 1", "turn 2", "turn 3"]
+    assert [text_of(m) for m in left if m["role"] == "user"] == ["turn 1", "turn 2", "turn 3"]
 
 
 def _raw_get(space, path: str, method: str = "GET") -> tuple[int, bytes]:
@@ -414,5 +321,5 @@ def test_a_burst_beyond_the_queue_is_refused_while_the_demo_keeps_serving(space)
     refused = [r for r in results if r.startswith("refused")]
     assert refused and any("queue" in r.lower() and "full" in r.lower() for r in refused), results
     assert results.count("ok") >= 1
-    _, _, details = _ask(_client(space))  # still serving
+    _, _, details = ask(connect(space))  # still serving
     assert details["status"] == "done"

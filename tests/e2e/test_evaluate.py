@@ -1,5 +1,5 @@
 """The Evaluate page in a real browser: baseline vs a finished tiny run, as a background job, then
-the comparison table, the chart with intervals and the flip list."""
+the comparison table, the paired test, the chart with intervals and the flip list."""
 
 import pytest
 
@@ -28,7 +28,9 @@ def test_evaluate_baseline_vs_run_in_the_browser(workspace_with_tiny, store, pag
 
         evals = list_evals(store)
         assert {e["model"] for e in evals} == {"builtin:tiny", f"run:{RUN_ID}"}
-        assert page.get_by_test_id("stDataFrame").count() >= 2  # comparison table + flip list
+        # comparison table, the paired test of baseline vs tuned, the flip list
+        assert page.get_by_test_id("stDataFrame").count() >= 3
+        page.get_by_role("heading", name="Baseline vs tuned, pair by pair").first.wait_for()
         page.get_by_test_id("stPlotlyChart").first.wait_for()
         page.get_by_role("heading", name="Flip analysis").first.wait_for()
         page.get_by_role("button", name="Flips as CSV").first.wait_for()

@@ -9,6 +9,7 @@ import pytest
 
 from dpo_core.errors import ConfigError
 from dpo_core.evaluation.judges import LLMJudge, RewardModelJudge, make_judge
+from dpo_core.formats import plain_text
 from tests.support import make_reward_model
 
 PROMPT = "what is that ?"
@@ -125,3 +126,54 @@ def test_make_judge_names_what_is_missing():
         make_judge("reward-model")
     with pytest.raises(ConfigError, match="Unknown judge"):
         make_judge("oracle", "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversational prompts
+# ---------------------------------------------------------------------------------------------
+CONVERSATION = [{"role": "user", "content": "what is that ?"},
+                {"role": "assistant", "content": "a ball ."},
+                {"role": "user", "content": "what colour is it ?"}]
+AS_TEXT = "user: what is that ?\nassistant: a ball .\nuser: what colour is it ?"
+
+
+def test_a_conversation_reaches_the_llm_judge_as_text_not_a_python_list(llm_judge):
+    """Fails on the old code, which filled {prompt} with the list's repr."""
+    assert plain_text(CONVERSATION) == AS_TEXT
+    question = llm_judge.question(CONVERSATION, KIND, FLAT)
+    assert f"Message: {AS_TEXT}\n" in question and "{'role'" not in question
+    assert llm_judge.preference(CONVERSATION, KIND, FLAT) == pytest.approx(
+        llm_judge.preference(AS_TEXT, KIND, FLAT), abs=1e-6)
+    assert llm_judge.preference(CONVERSATION, KIND, FLAT) != pytest.approx(
+        llm_judge.preference(str(CONVERSATION), KIND, FLAT), abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def whole_text_reward_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """A reward model whose score depends on every token (not only the last one)."""
+    return make_reward_model(tmp_path_factory.mktemp("rm") / "any-rm", tiny_model_dir)
+
+
+def test_a_conversation_reaches_the_reward_judge_as_text(whole_text_reward_dir):
+    """Fails on the old code, which scored `str(list)` + reply."""
+    judge = RewardModelJudge(str(whole_text_reward_dir))
+    assert not getattr(judge.tokenizer, "chat_template", None)  # the `prompt\nreply` layout
+    assert judge.score(CONVERSATION, KIND) == pytest.approx(
+        reference_reward(whole_text_reward_dir, AS_TEXT, KIND), abs=1e-5)
+    assert judge.score(CONVERSATION, KIND) != pytest.approx(
+        reference_reward(whole_text_reward_dir, str(CONVERSATION), KIND), abs=1e-5)
+
+
+def test_a_conversation_keeps_its_turns_under_a_reward_models_chat_template(
+        whole_text_reward_dir):
+    import torch
+
+    judge = RewardModelJudge(str(whole_text_reward_dir))
+    judge.tokenizer.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}"
+                                     "\n{% endfor %}")
+    text = "<user>what is that ?\n<assistant>a ball .\n<user>what colour is it ?\n<assistant>" \
+        + KIND + "\n"
+    with torch.inference_mode():
+        expected = float(judge.model(**judge.tokenizer(text, return_tensors="pt")).logits[0, 0])
+    assert judge.score(CONVERSATION, KIND) == pytest.approx(expected, abs=1e-5)
+    assert judge.score("what is that ?", KIND) != pytest.approx(expected, abs=1e-5)

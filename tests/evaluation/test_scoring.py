@@ -204,7 +204,8 @@ def suite_dir(tmp_path):
 
 
 def test_suite_accuracy_per_file_and_overall(tiny, suite_dir):
-    result = suite_accuracy(tiny.model, tiny.tokenizer, suite_dir)
+    result = suite_accuracy(tiny.model, tiny.tokenizer, suite_dir, "mean-logp",
+                            protocol="after-first-token")
     assert set(result["files"]) == {"agreement", "questions"}
     assert result["files"]["agreement"]["n"] == 2 and result["files"]["questions"]["n"] == 3
     for name, pairs in read_suite(suite_dir).items():

@@ -176,3 +176,25 @@ def test_models_and_settings_survive_a_visit_to_another_page(lab_with_run):
     assert at.number_input(key="chat_max_new").value == 16
     assert at.slider(key="chat_temp").value == 0.3
     assert at.selectbox(key="chat_run").value.startswith(RUN_ID)
+
+
+def test_anonymous_vote_message_names_the_side_as_shown(lab_with_run):
+    """Fails on the old page: it said "(right side chosen)", naming the hidden real side."""
+    at = chat_page()
+    at.toggle(key="chat_anonymous").set_value(True)
+    at = vote(send(at, "what is that ?"), "left")  # the answer shown first: "A"
+    [saved] = [s.value for s in at.success]
+    assert "(A better)" in saved and "left" not in saved and "right" not in saved
+
+
+def test_a_vote_on_identical_answers_writes_no_pair_and_says_why(lab_with_run):
+    at = chat_page()
+    at.radio(key="chat_mode").set_value("Any two models").run()
+    at = send(at, "what is that ?", greedy=True)  # the same model twice, greedy: one answer
+    left, right = answers(at)
+    assert left == right
+    vote(at, "left")
+    assert pairs(lab_with_run, "chat-votes") == []
+    assert any("teaches the model nothing" in i.value for i in at.info)
+    db = open_store(lab_with_run.db_path)
+    assert db.scalar("SELECT COUNT(*) FROM votes WHERE verdict='left' AND pair_id IS NULL") == 1

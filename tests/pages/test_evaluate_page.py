@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import pytest
 
+from dpo_core.data.datasets import get_dataset
 from dpo_core.errors import ConfigError
 from dpo_core.evaluation.evaluate import run_evaluation
 from dpo_core.evaluation.job import start_evaluation
-from dpo_core.evaluation.results import flip_analysis, job_evals, list_evals
+from dpo_core.evaluation.results import (
+    flip_analysis,
+    job_evals,
+    list_evals,
+    paired_comparison,
+)
 from dpo_core.jobs.lifecycle import wait_job
 from dpo_core.publish.sample_run import RUN_ID, make_sample_run
 from tests.support import add_pairs, make_reward_model, open_page
@@ -59,10 +65,10 @@ def test_page_evaluates_baseline_vs_run_and_shows_table_chart_flips(evaluated_la
     assert all(e["id"] in job_evals(evaluated_lab, job_id) for e in evals)
     table = at.dataframe[0].value
     assert set(table.index) == {"builtin:tiny", f"run:{RUN_ID}"}
-    cell = table.loc["builtin:tiny", "tiny-pairs/eval · mean-logp"]
-    assert "%" in cell and "[" in cell  # accuracy with its interval
+    cell = table.loc["builtin:tiny", "tiny-pairs/eval · mean-logp (reply-tokens)"]
+    assert "%" in cell and "[" in cell and "n=16" in cell  # accuracy, interval, n
     # the baseline has no implicit-reward eval: a dash and a note, never "None"
-    assert table.loc["builtin:tiny", "tiny-pairs/eval · implicit-reward"] == "–"
+    assert table.loc["builtin:tiny", "tiny-pairs/eval · implicit-reward (implicit-reward)"] == "–"
     assert any("implicit-reward is skipped for a baseline" in c.value for c in at.caption)
     chart = at.get("plotly_chart")[0].proto.spec
     assert '"error_y"' in chart and "builtin:tiny" in chart
@@ -75,11 +81,22 @@ def test_page_evaluates_baseline_vs_run_and_shows_table_chart_flips(evaluated_la
     assert any("(wins + ties / 2) / n" in c.value for c in at.caption)
 
     pair_evals = [e["id"] for e in evals if e["method"] == "mean-logp"]
+    test = paired_comparison(evaluated_lab, min(pair_evals), max(pair_evals))
+    [paired] = at.dataframe[2].value.to_dict("records")  # baseline vs tuned, pair by pair
+    assert paired["benchmark"] == "tiny-pairs/eval · mean-logp (reply-tokens)"
+    assert paired["n"] == 16 and (paired["fixed"], paired["broken"]) == (test["only_b"],
+                                                                         test["only_a"])
+    assert paired["tuned − baseline"] == (f"{test['difference']:+.1%} [{test['ci_low']:+.1%}, "
+                                          f"{test['ci_high']:+.1%}]")
+    assert paired["baseline"].startswith("builtin:tiny: ") and "[" in paired["tuned"]
     flips = flip_analysis(evaluated_lab, min(pair_evals), max(pair_evals))
+    assert at.selectbox(key="flip_a").value == min(pair_evals)  # same method, baseline first
+    assert at.selectbox(key="flip_b").value == max(pair_evals)
+    assert not at.warning  # same method on baseline and tuned: nothing to warn about
     assert any("fixed" in c.value and "broken" in c.value for c in at.caption)
-    shown = at.dataframe[2].value
+    shown = at.dataframe[3].value
     assert len(shown) == len(flips["fixed"])
-    examples = at.dataframe[3].value
+    examples = at.dataframe[4].value
     assert list(examples.columns) == ["prompt", "baseline answer", "tuned answer", "verdict"]
     assert len(examples) == 3
 
@@ -137,7 +154,12 @@ def test_flip_list_filters_and_opens_the_data_page(evaluated_lab):
     at.text_input(key="flip_filter").input("").run()
     pair_id = at.selectbox(key="flip_pair").value
     at.button(key="flip_edit").click().run()
-    assert at.session_state["dataset"] == "tiny-pairs" and at.session_state["pair_id"] == pair_id
+    assert at.session_state["dataset"] == "tiny-pairs"
+    # the Data page takes `pair_id` (and opens that pair, picked in its selector)
+    ds_id = get_dataset(evaluated_lab, "tiny-pairs").id
+    state = at.session_state
+    opened = state[f"data_row_{ds_id}"] if f"data_row_{ds_id}" in state else state["pair_id"]
+    assert opened == pair_id
 
 
 def test_start_evaluation_names_what_is_missing(evaluated_lab):
@@ -157,8 +179,9 @@ def test_suite_folder_evaluates_per_file_in_a_job(evaluated_lab, tmp_path):
     job = _evaluate_now(evaluated_lab, ["builtin:tiny"], methods=[], suite=str(folder))
     assert job["status"] == "completed", job["error_text"]
     [summary] = list_evals(evaluated_lab)
-    assert summary["method"] == "suite:mean-logp" and set(summary["files"]) == {"agreement",
-                                                                                "island"}
+    assert summary["method"] == "suite:sum-logp" and set(summary["files"]) == {"agreement",
+                                                                               "island"}
+    assert summary["protocol"] == "whole-sentence"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,8 +304,10 @@ def test_page_scores_a_pairs_file_as_pairs_and_as_choices(evaluated_lab, tmp_pat
     assert sorted(job_evals(evaluated_lab, job["id"])) == sorted(e["id"] for e in evals)
     at.run()
     table = at.dataframe[0].value
-    assert {"hellaswag.json · pairs:mean-logp", "hellaswag.json · choices:mean-logp"} <= \
-        {c.split("/")[-1] for c in table.columns}
+    assert {"hellaswag.json · pairs:mean-logp (reply-tokens)",
+            "hellaswag.json · choices:mean-logp (choice-tokens)",
+            "hellaswag.json · choices:mean-logp acc_norm (choice-tokens)"} == \
+        {c.split("/")[-1] for c in table.columns}  # acc_norm beside plain accuracy
 
 
 def test_pairs_file_config_names_what_is_wrong(evaluated_lab, tmp_path):
@@ -323,3 +348,58 @@ def test_cli_eval_detach_scores_a_multiple_choice_file(evaluated_lab, tmp_path, 
     assert wait_job(evaluated_lab, job_id)["status"] == "completed"
     [summary] = list_evals(evaluated_lab)
     assert summary["method"] == "choices:mean-logp" and summary["n"] == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# Suites on the page: the method and protocol chosen, every file's accuracy shown
+# ---------------------------------------------------------------------------------------------
+def test_suite_method_and_protocol_are_chosen_and_files_are_shown(evaluated_lab, tmp_path):
+    folder = tmp_path / "blimp"
+    folder.mkdir()
+    (folder / "agreement.txt").write_text("the dog runs .\nthe dog run .\n" * 3)
+    (folder / "island.txt").write_text("what did you see ?\nwhat did you see it ?\n" * 2)
+    at = evaluate_page()
+    assert at.selectbox(key="eval_suite_method").value == "sum-logp"
+    assert at.radio(key="eval_suite_protocol").value == "whole-sentence"
+    at.multiselect(key="eval_methods").set_value([])
+    at.text_input(key="eval_suite").input(str(folder))
+    at.selectbox(key="eval_suite_method").set_value("mean-logp")
+    at.radio(key="eval_suite_protocol").set_value("after-first-token")
+    at.button(key="eval_start").click().run()
+    job = wait_job(evaluated_lab, at.session_state["eval_job"])
+    assert job["status"] == "completed", job["error_text"]
+    assert (job["config"]["suite_method"], job["config"]["suite_protocol"]) == (
+        "mean-logp", "after-first-token")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    files = next(d.value for d in at.dataframe if "agreement" in d.value.index)
+    assert set(files.index) == {"agreement", "island"}
+    assert set(files.columns) == {f"{m} · suite:mean-logp (after-first-token)"
+                                  for m in ("builtin:tiny", f"run:{RUN_ID}")}
+    assert all("n=3" in c for c in files.loc["agreement"])
+    charts = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Accuracy per file" in c and "island" in c for c in charts)
+
+
+def test_flips_warn_when_the_methods_differ(evaluated_lab):
+    base = _evaluate_now(evaluated_lab, ["builtin:tiny"], "tiny-pairs", "eval", ["mean-logp"])
+    tuned = _evaluate_now(evaluated_lab, [f"run:{RUN_ID}"], "tiny-pairs", "eval", ["sum-logp"])
+    [a], [b] = job_evals(evaluated_lab, base["id"]), job_evals(evaluated_lab, tuned["id"])
+    at = evaluate_page()
+    at.selectbox(key="flip_a").set_value(a)
+    at.selectbox(key="flip_b").set_value(b).run()
+    assert any("Different methods" in w.value for w in at.warning)
+    at.selectbox(key="flip_b").set_value(a).run()
+    assert any("Both evaluations are of builtin:tiny" in w.value for w in at.warning)
+
+
+def test_flips_default_to_the_same_method_on_baseline_and_tuned(evaluated_lab):
+    job = _evaluate_now(evaluated_lab, ["builtin:tiny", f"run:{RUN_ID}"], "tiny-pairs", "eval",
+                        ["sum-logp", "mean-logp"])
+    by = {(e["model"], e["method"]): e["id"] for e in list_evals(evaluated_lab)}
+    assert job["status"] == "completed"
+    at = evaluate_page()
+    a, b = at.selectbox(key="flip_a").value, at.selectbox(key="flip_b").value
+    assert (a, b) in {(by[("builtin:tiny", m)], by[(f"run:{RUN_ID}", m)])
+                      for m in ("sum-logp", "mean-logp")}
+    assert not at.warning

@@ -1,0 +1,1 @@
+"""Team annotation: accounts and roles, tasks, judgments, agreement and the consensus dataset."""

@@ -69,7 +69,7 @@ def lab_run(store, cfg, writer: bool = True) -> dict:
 def plain_run(cfg, run_dir: str, out_dir: Path) -> dict:
     """The same training as a bare TRL script in a fresh process (no lab callback, no store)."""
     from dpo_core.device import detect_device
-    from dpo_core.training.config import lora_config, to_trl
+    from dpo_core.training.trl_args import lora_config, to_trl
 
     args, _ = to_trl(cfg, out_dir, detect_device())
     keep = ("loss_type", "beta", "label_smoothing", "learning_rate", "lr_scheduler_type",

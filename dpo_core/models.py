@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .errors import ModelError, NotFoundError
 from .formats import CHAT_FORMAT, PromptFormat
+from .hub import hub_id
 from .jobs.rows import find_row
 from .store import open_store
 from .workspace import Workspace, get_workspace
@@ -108,7 +109,7 @@ def resolve_path(spec: str, workspace: Workspace | None = None,
                              "Point at a Hugging Face model folder (config.json + safetensors).")
         return str(path.resolve())
     if spec.count("/") == 1 and not spec.startswith((".", "/", "~")):
-        return spec  # a hub id; loading tells whether the hub is reachable
+        return hub_id(spec, DEFAULT_SPEC)
     raise ModelError(f"Model '{spec}' is neither a folder, a hub id, a run nor a builtin.",
                      f"Use a folder path, an id like HuggingFaceTB/SmolLM2-135M-Instruct, "
                      f"run:<id>, {DEFAULT_SPEC} or {TINY_SPEC}.")

@@ -14,6 +14,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dpo_core.training.history import LiveHistory
+from pages._widgets import ensure_routed
+
+if __name__ == "__main__":  # Streamlit ran this helper module as a page: never render it
+    ensure_routed()
 
 MAX_POINTS = 250
 PALETTE = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692",

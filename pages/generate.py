@@ -20,7 +20,9 @@ from dpo_core.fields import field_help
 from dpo_core.jobs.lifecycle import cancel_job, job_status, list_jobs
 from dpo_core.jobs.rows import ACTIVE
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC
-from pages._widgets import errors_shown, store
+from pages._widgets import ensure_routed, errors_shown, go_to, store
+
+ensure_routed()
 
 HELP = field_help(GenerateConfig)
 SAMPLING_HELP = field_help(SamplingSettings)
@@ -126,8 +128,7 @@ def progress_panel(job_id: str) -> None:
                 st.rerun()
     if job["status"] in ("completed", "cancelled") and r.get("dataset"):
         if st.button(f"Open {r['dataset']} in Data", type="primary", key="open-dataset"):
-            st.session_state["dataset"] = r["dataset"]
-            st.switch_page("pages/data.py")
+            go_to("pages/data.py", dataset=r["dataset"])
 
 
 def time_left(job: dict) -> str:

@@ -6,7 +6,9 @@ import streamlit as st
 from dpo_core.data.datasets import list_datasets
 from dpo_core.models import DEFAULT_SPEC
 from dpo_core.startup import prepare_status, start_prepare
-from pages._widgets import store, workspace
+from pages._widgets import ensure_routed, store, workspace
+
+ensure_routed()
 
 st.title("DPO Lab")
 st.write("Direct Preference Optimization for causal language models: curate preference pairs, "

@@ -16,14 +16,26 @@ import streamlit as st
 from dpo_core.jobs.lifecycle import log_tail, schedule
 from dpo_core.jobs.rows import ACTIVE
 from dpo_core.publish.space_export import export_space
+from dpo_core.sweeps.imported import import_sweep_export, is_runs_table
 from dpo_core.training import insights
 from dpo_core.training.external_logs import FORMATS, import_training_log
 from dpo_core.training.history import LiveHistory
 from dpo_core.training.leaderboard import rank_runs
 from dpo_core.training.metrics import last_values_of, read_metrics, read_samples
-from dpo_core.training.runs import cancel_run, delete_run, get_run, list_runs, resume_run
+from dpo_core.training.runs import (
+    best_note,
+    cancel_run,
+    delete_run,
+    get_run,
+    list_runs,
+    resume_run,
+    time_left,
+)
 from pages import _charts as charts
-from pages._widgets import errors_shown, store, workspace
+from pages._train_plan import launched_plan
+from pages._widgets import ensure_routed, errors_shown, go_to, store, workspace
+
+ensure_routed()
 
 STATUS_ICON = {"queued": ":material/schedule:", "running": ":material/play_circle:",
                "completed": ":material/check_circle:", "failed": ":material/error:",
@@ -52,15 +64,13 @@ def history(run: dict) -> LiveHistory:
     return entry["live"]
 
 
-def throughput(run: dict) -> tuple[float | None, float | None]:
-    """(steps per second over the last logs, seconds left), from when `loss` rows were written."""
+def throughput(run: dict) -> float | None:
+    """Steps per second over the last logs, from when `loss` rows were written."""
     entry = st.session_state.get(f"metrics:{run['id']}") or {}
     recent = sorted((entry.get("steps_at") or {}).items())[-10:]
     if len(recent) < 2 or recent[-1][1] <= recent[0][1]:
-        return None, None
-    rate = (recent[-1][0] - recent[0][0]) / (recent[-1][1] - recent[0][1])
-    left = (run["total_steps"] - run["step"]) / rate if rate > 0 and run["total_steps"] else None
-    return rate, left
+        return None
+    return (recent[-1][0] - recent[0][0]) / (recent[-1][1] - recent[0][1])
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,7 +83,8 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
         cfg, m = r["config"], finals.get(r["id"], {})
         end = r["finished"] or (time.time() if r["status"] in ACTIVE and r["started"] else None)
         rows.append({
-            "run": r["id"], "name": r["name"], "status": r["status"], "model": cfg.get("model", cfg.get("source", "")),
+            "run": r["id"], "name": r["name"], "status": status_label(r),
+            "model": cfg.get("model", cfg.get("source", "")),
             "dataset": cfg.get("dataset", ""),
             "progress": r["step"] / r["total_steps"] if r["total_steps"] else 0.0,
             "step": f"{r['step']}/{r['total_steps']}", "loss": m.get("loss"),
@@ -85,6 +96,21 @@ def runs_table(runs: list[dict]) -> pd.DataFrame:
     for col in ("loss", "eval_loss", "eval_rewards/accuracies"):
         table[col] = pd.to_numeric(table[col])  # None -> NaN: shown as an empty cell
     return table
+
+
+def status_label(run: dict) -> str:
+    """The status as a person reads it: a queued run says its place in line."""
+    queue = run.get("queue")
+    return f"queued #{queue['position']}" if queue else run["status"]
+
+
+def queue_note(run: dict) -> str:
+    """What a queued run waits for, in a sentence."""
+    queue = run["queue"]
+    holders = ", ".join(f"`{i}`" for i in queue["running"]) or "a free slot"
+    ahead = (f" after {len(queue['ahead'])} queued run(s) ahead of it"
+             if queue["ahead"] else "")
+    return f"Queued #{queue['position']}: starts when {holders} finishes{ahead}."
 
 
 def _duration(seconds: float) -> str:
@@ -105,8 +131,7 @@ def actions(run: dict) -> None:
             resume_run(store(), run["id"])
             st.rerun()
         if cols[2].button("Clone", disabled=bool(run["read_only"]), icon=":material/content_copy:"):
-            st.session_state["clone_run_id"] = run["id"]
-            st.switch_page("pages/train.py")
+            go_to("pages/train.py", clone_run_id=run["id"])  # in the live fragment
         if cols[3].button("Delete", disabled=run["status"] in ACTIVE, icon=":material/delete:"):
             st.session_state["confirm_delete"] = run["id"]
         if st.session_state.get("confirm_delete") == run["id"]:
@@ -158,13 +183,14 @@ def run_view(run_id: str) -> None:
     run = get_run(store(), run_id)
     h = history(run)
     progress_panel(run)
+    launched_plan(run)
     if run["status"] in ("failed", "lost"):
         first = (run["error_text"] or "No error text recorded.").strip().splitlines()[0]
         st.error(f"**{run['status'].capitalize()}** ({run['error_kind'] or 'unknown'}): {first}")
         st.info(f"**What to try:** {insights.failure_advice(run['error_kind'])}")
-    for note in insights.live_notes(h):
+    for note in insights.live_notes(h, run["config"]):
         show = st.error if note.severity == "error" else st.warning
-        show(f"**{note.title}.** {note.text}\n\n**Try:** {note.fix}")
+        show(f"**{note.headline()}.** {note.text}\n\n**Try:** {note.fix}")
     smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key=f"smooth:{run_id}",
                           help="Exponential moving average, as in TensorBoard (0 = raw).")
     figs = {
@@ -197,46 +223,66 @@ def progress_panel(run: dict) -> None:
     if run["kind"] == "external":
         st.caption(f"Imported log (read-only) from `{run['config'].get('source', '')}`.")
         return
-    st.progress(min(1.0, step / total) if total else 0.0, text=f"step {step}/{total or '?'}")
-    rate, left = throughput(run)
+    st.progress(min(1.0, step / total) if total else 0.0, text=f"step {step}/{total or '?'}{run['where']}")
+    if run.get("queue"):
+        st.info(queue_note(run), icon=":material/schedule:")
+    rate = throughput(run)
     live = st.session_state[f"metrics:{run['id']}"]["live"]
     tokens = (live.values.get("tokens/s") or [None])[-1]
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Steps/s", f"{rate:.2f}" if rate else "–")
     c2.metric("Tokens/s", f"{tokens:.0f}" if tokens else "–")
-    c3.metric("Time left", _duration(left) if left and status in ACTIVE else "–")
+    left, how = time_left(run)
+    c3.metric("Time left", _duration(left) if left and status in ACTIVE else "–",
+              help="From the measured step time; before the first steps, the estimate made at "
+                   "launch." if how != "estimated" else "Estimated at launch; the measured step "
+                   "time replaces it after the first steps.",
+              delta="estimate" if how == "estimated" and status in ACTIVE else None,
+              delta_color="off")
     beat = run.get("heartbeat_age")
     c4.metric("Heartbeat", f"{beat:.0f}s ago" if beat is not None and status in ACTIVE else "–")
     if run.get("warning"):
         st.warning(run["warning"], icon=":material/heart_broken:")
+    if best_note(run):
+        st.success(best_note(run), icon=":material/workspace_premium:")
 
 
 def samples_panel(run: dict) -> None:
+    """Each sample prompt's answer at a chosen step next to the answer before training (step 0,
+    the baseline), written as a person reads them."""
     samples = read_samples(store(), run["id"])
     with st.expander(f"Sample generations ({len(samples)})"):
-        if not samples:
-            st.caption("No samples yet (written every `sample_every` steps and at the end).")
-        for step in sorted({s["step"] for s in samples}, reverse=True):
-            st.markdown(f"**Step {step}**")
-            for s in (s for s in samples if s["step"] == step):
-                st.text(f"{s['prompt'][-300:]}\n→ {s['completion']}")
-
-
-@st.fragment(run_every=2)
-def live_view(run_id: str) -> None:
-    """Redrawn every 2 s from the store; a full rerun when the run reaches a final status."""
-    run_view(run_id)
-    if get_run(store(), run_id)["status"] not in ACTIVE:
-        st.rerun()
+        steps = sorted({s["step"] for s in samples}, reverse=True)
+        if not steps:
+            st.caption("No samples yet: the model's answers are written before training (the "
+                       "baseline), every `sample_every` steps and at the end.")
+            return
+        later = [s for s in steps if s] or steps
+        step = st.selectbox("Step", later, key=f"sample_step:{run['id']}")
+        before = {s["prompt"]: s["completion"] for s in samples if s["step"] == 0}
+        for s in (s for s in samples if s["step"] == step):
+            st.caption("Prompt")
+            st.text(s["prompt"][-600:])
+            left, right = st.columns(2)
+            left.caption("Before training (baseline)")
+            left.text(before.get(s["prompt"], "(not sampled: a run from before baselines)"))
+            right.caption(f"Step {step}")
+            right.text(s["completion"])
 
 
 # ---------------------------------------------------------------------------------------
 # Compare, leaderboard, import
 # ---------------------------------------------------------------------------------------
 def compare_tab(runs: list[dict]) -> None:
+    """Overlaid curves of the picked runs. The picks and the metric live in session state of
+    their own: a new run in the list changes the widgets' options, never the user's choice."""
     labels = {r["id"]: f"{r['name']} ({r['id']})" for r in runs}
-    default = [st.session_state["run_id"]] if st.session_state.get("run_id") in labels else []
-    picked = st.multiselect("Runs", list(labels), default=default, format_func=labels.get)
+    kept = st.session_state.setdefault(
+        "compare_picks", [st.session_state["run_id"]] if st.session_state.get("run_id") in labels
+        else [])
+    picked = st.multiselect("Runs", list(labels), default=[i for i in kept if i in labels],
+                            format_func=labels.get)
+    st.session_state["compare_picks"] = picked
     if not picked:
         st.caption("Pick runs to overlay their curves.")
         return
@@ -246,7 +292,9 @@ def compare_tab(runs: list[dict]) -> None:
     if not keys:
         st.caption("These runs have no metrics yet.")
         return
-    key = st.selectbox("Metric", keys, index=keys.index("loss") if "loss" in keys else 0)
+    wanted = st.session_state.get("compare_metric", "loss")
+    key = st.selectbox("Metric", keys, index=keys.index(wanted) if wanted in keys else 0)
+    st.session_state["compare_metric"] = key
     smoothing = st.slider("Smoothing ", 0.0, 0.99, 0.6, 0.01, key="compare-smooth")
     fig = charts.compare_figure(histories, key, smoothing)
     charts.show(fig, key="compare-chart")
@@ -271,7 +319,9 @@ def leaderboard_tab(runs: list[dict]) -> None:
 
 
 def import_tab() -> None:
-    st.caption(f"Accepted: {FORMATS}. The log becomes a read-only run.")
+    st.caption(f"Accepted: {FORMATS}. The log becomes a read-only run. A W&B runs table (a "
+               "sweep's Export CSV: Name, State, config and summary columns) becomes an imported "
+               "sweep with its leaderboard on the Sweeps page.")
     with st.form("import-log"):
         upload = st.file_uploader("Log file", type=["csv", "tsv", "json", "jsonl"])
         path = st.text_input("... or a path on this machine")
@@ -289,6 +339,10 @@ def import_tab() -> None:
         else:
             st.error("Choose a file or type a path.")
             return
+        if is_runs_table(target):
+            result = import_sweep_export(store(), target, name.strip() or None)
+            st.session_state["sweep_id"] = result["sweep_id"]
+            st.switch_page("pages/sweeps.py")
         run_id = import_training_log(store(), target, name.strip() or None)
         st.session_state["run_id"] = run_id
         st.success(f"Imported as run `{run_id}`.")
@@ -296,6 +350,37 @@ def import_tab() -> None:
 
 
 # ---------------------------------------------------------------------------------------
+def runs_tab() -> None:
+    """The runs table, the run picker, its actions and its view: one unit, so that everything
+    shows the same moment of a run (redrawn every 2 s while any run is queued or running)."""
+    runs = list_runs(store())
+    if not runs:
+        st.info("No runs yet. Start one on the Train page, or import a training log.")
+        st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
+        return
+    st.dataframe(runs_table(runs), hide_index=True, column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
+        "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
+    ids = [r["id"] for r in runs]
+    names = {r["id"]: f"{r['name']} ({r['id']}) · {status_label(r)}" for r in runs}
+    wanted = st.session_state.get("run_id")  # set by a pick here, or by another page
+    if wanted in ids:
+        st.session_state["runs_pick"] = wanted
+    elif st.session_state.get("runs_pick") not in ids:
+        st.session_state["runs_pick"] = ids[0]
+    run_id = st.selectbox("Run", ids, format_func=names.get, key="runs_pick",
+                          on_change=lambda: st.session_state.update(
+                              run_id=st.session_state["runs_pick"]))
+    st.session_state["run_id"] = run_id
+    selected = next(r for r in runs if r["id"] == run_id)
+    actions(selected)
+    space_export(selected)
+    run_view(run_id)
+    if not any(r["status"] in ACTIVE for r in runs) and st.session_state.get("runs_live"):
+        st.session_state["runs_live"] = False
+        st.rerun()  # the last run ended: one full redraw (the sidebar's jobs, the other tabs)
+
+
 st.title("Runs")
 with errors_shown():
     schedule(store())  # marks dead jobs lost, launches queued runs
@@ -303,23 +388,9 @@ runs = list_runs(store())
 tab_runs, tab_compare, tab_board, tab_import = st.tabs(
     ["Runs", "Compare", "Leaderboard", "Import log"])
 with tab_runs:
-    if not runs:
-        st.info("No runs yet. Start one on the Train page, or import a training log.")
-        st.page_link("pages/train.py", label="Train", icon=":material/model_training:")
-    else:
-        st.dataframe(runs_table(runs), hide_index=True, column_config={
-            "progress": st.column_config.ProgressColumn("progress", min_value=0, max_value=1),
-            "started": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm")})
-        ids = [r["id"] for r in runs]
-        current = st.session_state.get("run_id")
-        names = {r["id"]: f"{r['name']} ({r['id']}) · {r['status']}" for r in runs}
-        run_id = st.selectbox("Run", ids, index=ids.index(current) if current in ids else 0,
-                              format_func=names.get)
-        st.session_state["run_id"] = run_id
-        selected = next(r for r in runs if r["id"] == run_id)
-        actions(selected)
-        space_export(selected)
-        (live_view if selected["status"] in ACTIVE else run_view)(run_id)
+    live = any(r["status"] in ACTIVE for r in runs)
+    st.session_state["runs_live"] = live
+    st.fragment(runs_tab, run_every=2 if live else None)()
 with tab_compare:
     compare_tab(runs)
 with tab_board:

@@ -14,7 +14,9 @@ from dpo_core.publish.model_export import export_run
 from dpo_core.recipes import recipe_names, recipe_path
 from dpo_core.sweeps import control, report
 from dpo_core.sweeps.config import DISTRIBUTIONS, GOALS, METHODS, SweepConfig
-from pages._widgets import errors_shown, store
+from pages._widgets import ensure_routed, errors_shown, store
+
+ensure_routed()
 
 HELP = field_help(SweepConfig)
 DEFAULT_PARAMS = pd.DataFrame([
@@ -108,6 +110,10 @@ def live(sweep_id: str) -> None:
 
 
 def actions(sweep: dict) -> None:
+    if sweep["config"].get("source"):
+        st.caption(f"Imported from {sweep['config']['source']}: a read-only leaderboard (each "
+                   "row is a read-only run with its config and summary metrics).")
+        return
     c = st.columns(4)
     with errors_shown():
         if sweep["status"] in ("running", "pausing"):
@@ -200,6 +206,8 @@ def best_actions(sweep: dict) -> None:
     if c[0].button("Open in Runs", key="best_runs"):
         st.session_state["run_id"] = best["run_id"]
         st.switch_page("pages/runs.py")
+    if sweep["config"].get("source"):
+        return  # an imported run has no model here to chat with or export
     if c[1].button("Chat with it", key="best_chat"):
         st.session_state["run_id"] = best["run_id"]
         st.switch_page("pages/chat.py")

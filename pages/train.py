@@ -9,27 +9,38 @@ import typing
 import streamlit as st
 import yaml
 
-from dpo_core.data.checks import run_checks
+from dpo_core.cluster.targets import target_names
+from dpo_core.data.checks import check_counts, identical_warning
 from dpo_core.data.datasets import list_datasets
 from dpo_core.errors import ConfigError, DPOLabError
 from dpo_core.fields import field_help
+from dpo_core.jobs.slurm_jobs import request as slurm_request
 from dpo_core.models import DEFAULT_SPEC, TINY_SPEC, prepared_folders
 from dpo_core.recipes import recipe_names, recipe_path
 from dpo_core.training import config as rc
-from dpo_core.training.estimate import estimate
-from dpo_core.training.runs import finished_model_specs, list_runs, start_run
-from pages._widgets import errors_shown, store, workspace
+from dpo_core.training.estimate import duration, estimate
+from dpo_core.training.runs import finished_model_specs, list_runs, read_plan, start_run
+from pages._train_plan import plan_panel
+from pages._widgets import ensure_routed, errors_shown, store, workspace
+
+ensure_routed()
 
 GROUPS = {
     "Model": ["prompt_format"],
-    "Data": ["train_split", "eval_split", "max_train_pairs", "max_eval_pairs", "max_length",
+    "Data": ["train_split", "eval_split", "max_train_pairs", "max_eval_pairs",
              "max_prompt_length"],
     "Method": ["method", "lora.r", "lora.alpha", "lora.dropout", "lora.target_modules",
-               "loss_type", "beta", "label_smoothing", "precompute_ref_log_probs"],
+               "loss_type", "beta", "label_smoothing"],
     "Optimisation": ["learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio",
                      "per_device_train_batch_size", "per_device_eval_batch_size",
-                     "gradient_accumulation_steps", "gradient_checkpointing", "precision", "seed"],
-    "Schedule": ["max_steps", "num_train_epochs", "eval_steps", "save_steps", "save_total_limit"],
+                     "gradient_accumulation_steps", "precision", "seed"],
+    "Execution": ["execution", "max_length", "length_percentile", "too_long", "batch_order",
+                  "gradient_checkpointing", "precompute_ref_log_probs", "attn_implementation",
+                  "use_liger_kernel", "torch_compile"],
+    "Schedule": ["max_steps", "num_train_epochs", "eval_steps", "save_steps", "save_total_limit",
+                 "metric_for_best_model", "early_stopping_patience"],
+    "Processes": ["target", "num_processes", "accelerate_config", "stall_multiple",
+                  "first_progress_timeout_min"],
     "Logging": ["name", "logging_steps", "report_to", "sample_prompts", "sample_every",
                 "sample_max_new_tokens"],
     "Testing hooks": ["debug.step_delay", "debug.oom_at_step"],
@@ -49,7 +60,17 @@ def choices(name: str) -> list[str] | None:
         return list(rc.accepted_loss_types())
     if name == "lr_scheduler_type":
         return SCHEDULERS
-    return None
+    if name == "metric_for_best_model":
+        return ["", *rc.BEST_METRICS]
+    if name == "target":  # this machine, or a cluster target from Settings
+        return target_names(store())
+    return EXECUTION_CHOICES.get(name)
+
+
+EXECUTION_CHOICES = {"execution": list(rc.EXECUTIONS), "too_long": list(rc.TOO_LONG),
+                     "batch_order": list(rc.BATCH_ORDERS),
+                     "attn_implementation": list(rc.ATTENTION),
+                     **{n: [rc.AUTO, True, False] for n in rc.AUTO_FIELDS[1:]}}
 
 
 def hint(name: str):
@@ -145,7 +166,9 @@ def starting_point() -> tuple[str, dict]:
                               format_func=lambda i: next(f"{r['name']} ({i}) · {r['status']}"
                                                          for r in runs if r["id"] == i))
         st.session_state["train_clone"] = run_id
-        cfg = next(r["config"] for r in runs if r["id"] == run_id)
+        run = next(r for r in runs if r["id"] == run_id)
+        plan = read_plan(run)  # the run's own 'auto' settings, planned again for the clone
+        cfg = {**run["config"], **(plan.requested if plan else {})}
         return f"run:{run_id}", rc.RunConfig.from_dict(cfg).to_dict()
     if source != "Defaults":
         st.caption("Nothing to start from yet: using the defaults.")
@@ -187,15 +210,14 @@ def dataset_picker(value: str, prefix: str) -> str:
 
 
 def checks_summary(ds: dict) -> None:
-    """The dataset's failing checks (cached per dataset and pair count)."""
-    cache_key = f"checks:{ds['id']}:{ds['pairs']}"
-    if cache_key not in st.session_state:
-        st.session_state[cache_key] = run_checks(store(), ds["id"])
-    failing = {k: v["count"] for k, v in st.session_state[cache_key].items() if v["count"]}
+    """The dataset's failing checks (kept current edit by edit by the data layer: cheap)."""
+    failing = {k: n for k, n in check_counts(store(), ds["id"]).items() if n}
     if failing:
         st.warning("Data checks: " + ", ".join(f"{n} {k.replace('_', ' ')}"
                                                 for k, n in failing.items())
                    + " pairs. Review them on the Data page before training.")
+        if warning := identical_warning(store(), ds["id"]):
+            st.warning(warning)
     else:
         st.caption("Data checks: all passed.")
 
@@ -204,24 +226,53 @@ def checks_summary(ds: dict) -> None:
 # The resource estimate
 # ---------------------------------------------------------------------------------------
 def estimate_panel(cfg: rc.RunConfig) -> None:
-    """Memory by part (reference model included), time per step, and the fix when it won't fit."""
+    """Memory by part (reference model included), time per step and for the whole run: rough
+    at once, timed on this machine on request (kept for this exact config)."""
+    key = f"measured:{cfg.to_yaml()}"
     try:
-        est = estimate(cfg, workspace())
+        est = st.session_state.get(key) or estimate(cfg, workspace())
     except Exception as exc:  # noqa: BLE001 - an estimate must never block the form
         st.caption(f"No resource estimate for this model: {exc}")
         return
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Memory", f"{est.total_gb:.2f} GB", help=f"of {est.device_gb:.1f} GB on this device")
-    c2.metric("Time per step", f"~{est.seconds_per_step:.1f} s",
-              help="Includes the reference model's forward pass.")
-    c3.metric("Trained parameters", f"{est.trained_params / 1e6:.2f}M",
+    c2.metric("Time per step", f"~{est.seconds_per_step:.2f} s",
+              delta="measured" if est.measured else "rough", delta_color="off",
+              help="Forward and backward passes of chosen and rejected, the reference's forward "
+                   "pass and the optimizer update." + ("" if est.measured else
+                                                      " Rough: from FLOPs; Measure times it."))
+    run = est.run_seconds
+    c3.metric("Whole run", f"~{duration(run['total'])}" if run else "–",
+              help=(f"{duration(run['low'])} to {duration(run['high'])}: "
+                    + ", ".join(f"{k} {duration(v)}" for k, v in run["parts"].items() if v))
+              if run else None)
+    c4.metric("Trained parameters", f"{est.trained_params / 1e6:.2f}M",
               help=f"of {est.total_params / 1e6:.1f}M")
     st.caption("Memory by part (GB): " + " · ".join(f"{k} {v:.2f}" for k, v in
                                                      est.memory_gb.items())
-               + ("; the reference model costs no extra memory (LoRA switches adapters off, or "
-                  "log-probs are precomputed)." if not est.memory_gb.get("reference") else "."))
+               + (f"; {REFERENCE_NOTE[cfg.method if cfg.method == 'full' else 'lora']}"
+                  if cfg.precompute_ref_log_probs is not True else "; reference log-probs are "
+                  "precomputed before training, so no reference copy is kept."))
+    if not est.measured and st.button("Measure on this machine", icon=":material/timer:",
+                                      help="Loads the model and times a few real steps with "
+                                           "this config's shapes (median of 3)."):
+        with errors_shown(), st.spinner("Timing a few real steps ..."):
+            st.session_state[key] = estimate(cfg, workspace(), measure=True)
+            st.rerun()
     for text in est.warnings:
         st.warning(f"**Will probably not fit:** {text}" if not est.fits else text)
+    if cfg.target != "local":  # the request it will make of Slurm, and the partition's limits
+        with errors_shown():
+            asked = slurm_request(store(), cfg.target, (est.run_seconds or {}).get("total"),
+                                  est.total_gb, cfg.num_processes)
+            (st.warning if asked["problems"] else st.info)(asked["text"])
+
+
+REFERENCE_NOTE = {
+    "full": "a full fine-tune keeps a second copy of the model as its reference (precompute "
+            "its log-probs to drop it)",
+    "lora": "the reference costs no extra memory (the base with the adapters switched off)",
+}
 
 
 # ---------------------------------------------------------------------------------------
@@ -263,7 +314,7 @@ if problem is not None:
 
 st.subheader("Resources")
 if cfg is not None and problem is None:
-    estimate_panel(cfg)
+    estimate_panel(plan_panel(cfg, prefix))
     with st.expander("Config as YAML (for `python -m dpo_core train`)"):
         st.code(cfg.to_yaml(), language="yaml")
 if st.button("Launch", type="primary", disabled=cfg is None or problem is not None,

@@ -4,6 +4,10 @@ finished runs and models, and a real `streamlit run` for the browser tests."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +23,41 @@ from dpo_core.sweeps.control import create_sweep
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 JUDGE_PROMPT = "what is that ?"
+
+
+def cli(home: Path | None, *args: str, env: dict | None = None,
+        **kwargs) -> subprocess.CompletedProcess:
+    """`python -m dpo_core ARGS` as a user runs it, in the repository, on workspace `home`."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    if home is not None:
+        env["DPO_LAB_HOME"] = str(home)
+    return subprocess.run([sys.executable, "-m", "dpo_core", *args], capture_output=True,
+                          text=True, env=env, cwd=str(REPO), **kwargs)
+
+
+def tiny_config(**kw):
+    """A RunConfig that trains builtin:tiny on the `toy` dataset in seconds (3 steps, LoRA r=4,
+    a checkpoint every 2 steps, one 4-token sample)."""
+    from dpo_core.training.config import LoraSettings, RunConfig
+
+    base = dict(model="builtin:tiny", dataset="toy", max_steps=3, logging_steps=1, save_steps=2,
+                per_device_train_batch_size=2, learning_rate=1e-3, max_length=64,
+                max_prompt_length=32, sample_prompts=1, sample_max_new_tokens=4,
+                lora=LoraSettings(r=4, alpha=8, dropout=0.0))
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def wait_until(predicate, what: str, limit: float = 300.0):
+    """The predicate's first truthy value; the ceiling only keeps a broken worker from hanging
+    the suite (tests never assert on time)."""
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
 
 
 def shared_data(*parts: str) -> Path:

@@ -16,12 +16,14 @@ PACKAGE = REPO / "dpo_core"
 # Lower layers never import higher ones; a module may import its own package and lower layers.
 LAYERS = [
     ("errors",),
-    ("workspace", "device", "fields", "recipes", "formats", "demo"),
+    ("workspace", "device", "fields", "recipes", "formats", "hub", "demo"),
+    ("migrations",),
     ("store",),
+    ("cluster",),
     ("jobs",),
     ("models",),
     ("data",),
-    ("training", "chat"),
+    ("training", "chat", "annotation"),
     ("evaluation",),
     ("builders", "sweeps", "publish"),
     ("startup",),
@@ -35,6 +37,12 @@ TABLE_OWNERS = {
     "samples": ("training.metrics",), "evals": ("evaluation.results",),
     "eval_results": ("evaluation.results",), "votes": ("chat.votes",),
     "sweeps": ("sweeps",), "sweep_trials": ("sweeps",),
+    "pair_keys": ("data",), "pair_bands": ("data",), "check_hits": ("data",),
+    "check_state": ("data",),
+    "accounts": ("annotation.accounts",), "account_sessions": ("annotation.accounts",),
+    "annotation_tasks": ("annotation",), "task_pairs": ("annotation",),
+    "judgments": ("annotation",), "task_claims": ("annotation",),
+    "adjudications": ("annotation",),
 }
 SQL_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+([a-z_]+)\b")
 LONG_MODULE = 400
@@ -138,7 +146,7 @@ def test_sql_only_in_the_modules_that_own_the_tables():
                 owners = TABLE_OWNERS.get(table)
                 if owners is None:
                     continue  # json_each(...), a temp table, a sub-select alias
-                if name != "store" and not any(name == o or name.startswith(o + ".")
+                if name not in ("store", "migrations") and not any(name == o or name.startswith(o + ".")
                                                for o in owners):
                     wrong.append(f"{name} touches {table}")
     assert not wrong, "\n".join(sorted(set(wrong)))
@@ -161,6 +169,30 @@ def test_pages_call_the_library_only(path):
     assert not re.search(r"\.(query|query_one|scalar)\(", text)
     assert "COMPLETE_MARKER" not in text and '"final"' not in text and "glob(" not in text
     assert "exc.message" not in text or "re.match" not in text  # errors carry their field
+
+
+@pytest.mark.parametrize("path", PAGE_FILES, ids=lambda p: p.name)
+def test_every_file_in_pages_goes_through_the_router(path):
+    """Streamlit would serve any file of pages/ as a page: each one first hands the request to
+    app.py (pages/_widgets.ensure_routed), where the login is (tests/e2e/test_login.py). A
+    helper module does it only when run as a page (imported, it must not)."""
+    tree = ast.parse(path.read_text())
+    wanted = "use_router" if path.name == "app.py" else "ensure_routed"
+
+    def calls(body) -> list:
+        return [n for n in body if isinstance(n, ast.Expr) and isinstance(n.value, ast.Call)
+                and getattr(n.value.func, "id", "") == wanted]
+
+    if path.name.startswith("_"):
+        guards = [n for n in tree.body if isinstance(n, ast.If)
+                  and ast.unparse(n.test) == "__name__ == '__main__'" and calls(n.body)]
+        assert guards, f"{path.name} does not call {wanted}() when run as a page"
+        return
+    found = calls(tree.body)
+    assert found, f"{path.name} does not call {wanted}() at module level"
+    first = next(n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom, ast.Expr))
+                 or isinstance(n, ast.Expr) and isinstance(n.value, ast.Call))
+    assert first is found[0], f"{path.name}: {wanted}() must come before anything else runs"
 
 
 @pytest.mark.parametrize("path", [*modules().values(), *PAGE_FILES],

@@ -11,7 +11,7 @@ from ..sweeps import control, report
 from ..sweeps.config import SweepConfig
 from .output import add_verb, print_json
 
-EXIT = {"completed": 0, "paused": 3, "stopped": 1}
+EXIT = {"completed": 0, "paused": 3, "stopped": 1, "failed": 1}
 
 
 def register(sub) -> None:
@@ -43,8 +43,8 @@ def cmd_sweep(args) -> int:
     for item in args.overrides:
         key, _, raw = item.partition("=")
         cfg.set[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
-    if args.budget:
-        cfg.budget = args.budget
+    if args.budget is not None:
+        cfg.budget = args.budget  # validation refuses 0 or less
     store = open_store()
     sweep_id = control.start_sweep(store, cfg)
     if args.detach:
@@ -84,17 +84,21 @@ def _print(sweep: dict, as_json: bool) -> None:
     cfg = sweep["config"]
     print(f"{sweep['id']}  {sweep['name']}  {sweep['status']}  "
           f"{len(sweep['trials'])}/{cfg['budget']} runs  {cfg['method']}  "
-          f"{cfg['goal']} {cfg['metric']}")
+          f"{cfg['goal']} {cfg['metric']}" + (f"\n  from {cfg['source']}" if cfg["source"] else ""))
+    # an imported sweep has no evaluation of its own against a baseline: its eval loss instead
+    second = ("eval_loss", "eval_loss", "{:.4g}") if cfg["source"] else ("gain", "gain", "{:+.3f}")
     for row in rows:
-        value = row.get(cfg["metric"])
-        gain = row.get("gain")
+        value, other = row.get(cfg["metric"]), row.get(second[0])
         print(f"  {row['name']:24} {row['status']:9} "
               f"{'-' if value is None else f'{value:.4g}':>8}  "
-              f"gain {'-' if gain is None else f'{gain:+.3f}':>7}  "
+              f"{second[1]} {'-' if other is None else second[2].format(other):>7}  "
               + " ".join(f"{k}={_short(row[k])}" for k in cfg["parameters"] if k in row)
               + (f"  error: {row['error']}" if row["error"] else ""))
     best = report.best_trial(sweep)
-    if best:
+    if best and cfg["source"]:
+        print(f"best: {best['name']}: its config and summary metrics with "
+              f"`python -m dpo_core runs show {best['run_id']}`")
+    elif best:
         print(f"best: {best['name']} (run {best['run_id']}): compare with its base via "
               f"`python -m dpo_core compare --right run:{best['run_id']} --prompt ...`, "
               f"export with "

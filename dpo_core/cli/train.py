@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 
+from ..data.checks import identical_warning
 from ..jobs.lifecycle import schedule
 from ..publish.model_export import export_run
 from ..store import open_store
 from ..training import runs
-from ..training.config import RunConfig, apply_overrides, validate
-from ..training.estimate import estimate
+from ..training.config import EXECUTIONS, RunConfig, apply_overrides, validate
+from ..training.estimate import duration, estimate
+from ..training.insights import curve_notes
 from ..training.metrics import last_values, read_metrics
 from ..workspace import get_workspace
 from .output import add_verb, print_json
@@ -26,7 +29,19 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field (dotted keys for nested ones: lora.r=8); repeatable")
     p.add_argument("--detach", action="store_true", help="print the run id and return")
-    p.add_argument("--estimate", action="store_true", help="only print the resource estimate")
+    p.add_argument("--target", metavar="NAME",
+                   help="where it trains: local or a cluster target (`targets list`)")
+    p.add_argument("--estimate", action="store_true",
+                   help="only print the resource estimate: memory, and the step and whole-run "
+                        "time measured on this machine (a few real steps, median)")
+    p.add_argument("--rough", action="store_true",
+                   help="with --estimate: the instant FLOPs-based time, without measuring")
+    p.add_argument("--explain", action="store_true",
+                   help="only print the execution plan: each setting the run would get, why, "
+                        "and TRL's default for it (nothing is launched)")
+    p.add_argument("--execution", choices=EXECUTIONS,
+                   help="lab (the planner's settings, the default) or trl-defaults (TRL "
+                        "1.16's own, to compare); the optimisation settings stay the same")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_train)
 
@@ -50,13 +65,25 @@ def register(sub) -> None:
 
 def cmd_train(args) -> int:
     cfg = apply_overrides(RunConfig.load(args.config), args.overrides)
+    if args.execution:
+        cfg = dataclasses.replace(cfg, execution=args.execution)
+    if args.target:
+        cfg = dataclasses.replace(cfg, target=args.target)
     store, ws = open_store(), get_workspace()
+    if args.explain:
+        validate(cfg, None, store, ws)
+        plan = runs.plan_run(store, cfg, ws)
+        print_json(plan.to_dict()) if args.json else print("\n".join(plan.explain()))
+        return 0
     if args.estimate:
         validate(cfg, None, store, ws)  # the same checks a launch makes
-        est = estimate(cfg, ws, store=store)
+        say = None if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+        est = estimate(cfg, ws, store=store, measure=not args.rough, progress=say)
         print_json(est.to_dict()) if args.json else print(est.describe())
         return 0
     run_id = runs.start_run(store, cfg, ws)
+    if warning := identical_warning(store, cfg.dataset):
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if args.detach:
         print_json({"id": run_id}) if args.json else print(run_id)
         return 0
@@ -109,8 +136,30 @@ def _print_run(run: dict, as_json: bool) -> None:
         print(f"error ({run['error_kind']}): {run['error_text'].splitlines()[0]}")
     if run.get("warning"):
         print(f"warning: {run['warning']}")
+    if run.get("where"):
+        print(run["where"].removeprefix(" · "))
+    _print_time(run)
+    plan = runs.read_plan(run)
+    if plan is not None:
+        print(f"execution: {plan.execution}")
+        for line in plan.explain():
+            print(f"  {line}")
     if run["status"] == "completed" and run["run_dir"]:
         print(f"final model: run:{run['id']}  ({run['run_dir']}/final)")
+    if runs.best_note(run):
+        print(runs.best_note(run))
+
+
+def _print_time(run: dict) -> None:
+    guess = (run.get("result") or {}).get("estimate") or {}
+    measured = run.get("step_seconds")
+    if measured or guess.get("step_s"):
+        both = f" (estimated {guess['step_s']:.2f} s at launch)" if measured and guess else ""
+        print(f"time per step: {'measured' if measured else 'estimated'} "
+              f"{measured or guess['step_s']:.2f} s{both}")
+    left, how = runs.time_left(run)
+    if left is not None and run["status"] in ("queued", "running"):
+        print(f"time left: ~{duration(left)} ({how})")
 
 
 def cmd_list(args) -> int:
@@ -134,15 +183,20 @@ def cmd_show(args) -> int:
     store = open_store()
     schedule(store)
     run = runs.get_run(store, args.id)
-    last = {}
-    for m in read_metrics(store, run["id"]):
-        last[m["key"]] = m["value"]
+    rows = read_metrics(store, run["id"])
+    last = {m["key"]: m["value"] for m in rows}
+    history: dict[str, list] = {}
+    for m in rows:
+        history.setdefault(m["key"], []).append((m["step"], m["value"]))
+    notes = curve_notes(history, run["config"])
     if args.json:
-        print_json({**run, "last_metrics": last})
+        print_json({**run, "last_metrics": last, "notes": [n.to_dict() for n in notes]})
         return 0
     _print_run(run, False)
     for key in sorted(last):
         print(f"  {key:<28} {last[key]}")
+    for note in notes:
+        print(f"{note.severity}: {note.headline()}. {note.text}\n  try: {note.fix}")
     return 0
 
 

@@ -6,4 +6,7 @@ model preparation).
 - `lifecycle.py`: start, the device queue, liveness (lost / stalled), cancel, wait, log tail.
 - `runner.py`: the job process itself (`python -m dpo_core.jobs.runner RUN_DIR`): heartbeat,
   progress, cancellation, the final status and its error kind.
+- `channel.py`: how a job on another host reports without the store (lines in its run folder,
+  ingested exactly once).
+- `slurm_jobs.py`: jobs on a Slurm target (`cluster/`): submit, follow, cancel, resubmit.
 """

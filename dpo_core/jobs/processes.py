@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+LOG_FILE = "worker.log"
+LEGACY_LOG_FILE = "job.log"  # what non-training jobs logged to before one lifecycle
 _children: dict[int, subprocess.Popen] = {}  # processes this process started, reaped on reads
 
 
@@ -95,3 +97,15 @@ def launch(cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> su
                                 start_new_session=True, env=env, cwd=str(cwd))
     _children[proc.pid] = proc
     return proc
+
+
+def log_tail(run_dir: str | Path, lines: int = 30) -> str:
+    """The last lines of the job's log (for error texts, `jobs show` and the Runs page)."""
+    folder = Path(run_dir or ".")
+    path = next((folder / n for n in (LOG_FILE, LEGACY_LOG_FILE) if (folder / n).is_file()), None)
+    if not run_dir or path is None:
+        return ""
+    with open(path, "rb") as f:
+        f.seek(max(0, path.stat().st_size - 20000))
+        text = f.read().decode("utf-8", "replace")
+    return "\n".join(text.splitlines()[-lines:])

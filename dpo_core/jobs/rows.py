@@ -14,6 +14,7 @@ from ..store import Store, dumps, now
 ACTIVE = ("queued", "running")
 FINAL = ("completed", "failed", "cancelled", "lost")
 STALL_AFTER_S = 60.0  # a job process beats every few seconds: this much silence is a stall
+MIN_PROGRESS_STALL_S = 60.0  # a step that has not moved for less than this is never flagged
 
 
 def new_job_id(kind: str) -> str:
@@ -59,8 +60,38 @@ def job_dict(row) -> dict:
     d["config"] = json.loads(d.pop("config_json") or "{}")
     d["result"] = json.loads(d.pop("result_json") or "{}")
     d["heartbeat_age"] = None if not d["heartbeat"] else max(0.0, now() - d["heartbeat"])
-    d["warning"] = stall_warning(d)
+    d["warning"] = stall_warning(d) or progress_warning(d)
+    d["where"] = where(d)
     return d
+
+
+def where(job: dict) -> str:
+    """Where a cluster job stands in Slurm, as ' · Slurm: target T, job N, STATE (reason)'
+    ('' for a job on this machine): `runs show` and the Runs page show it."""
+    info = (job.get("result") or {}).get("slurm")
+    if not info:
+        return ""
+    reason = info.get("reason")
+    said = f" ({reason})" if reason and reason != "None" else ""
+    again = f", requeued {n}x" if (n := job["result"].get("requeues")) else ""
+    return (f" · Slurm: target {info.get('target')}, job {info.get('job_id')}, "
+            f"{info.get('state', '?')}{said}{again}")
+
+
+def progress_warning(job: dict) -> str:
+    """A running job that beats but whose step has not moved for `stall_multiple` times its
+    measured step time (its config's watchdog setting): hung in a collective, a lock or I/O."""
+    multiple = (job.get("config") or {}).get("stall_multiple")
+    seconds, since = job.get("step_seconds"), job.get("progressed")
+    if job.get("status") != "running" or not multiple or not seconds or not since:
+        return ""
+    age = now() - since
+    if age < max(multiple * seconds, MIN_PROGRESS_STALL_S):
+        return ""
+    return (f"Step {job.get('step')} has not moved for {age:.0f} s, though steps took about "
+            f"{seconds:.1f} s: the job is alive but stuck (waiting on other processes, a lock or "
+            "a disk). Cancel it to free its slot; a training run then resumes from its last "
+            "checkpoint.")
 
 
 def stall_warning(job: dict) -> str:

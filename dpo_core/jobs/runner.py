@@ -15,15 +15,18 @@ import importlib
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 from pathlib import Path
 
+from ..cluster.slurm import CANCEL_FILE
 from ..errors import ConfigError, DataError, ModelError
 from ..store import Store, dumps, now
 from ..workspace import Workspace, get_workspace
+from .channel import Channel
 from .lifecycle import JOB_FILE, log_tail, schedule
 from .rows import finish, get_job, update_job
 
@@ -37,20 +40,59 @@ class Cancelled(Exception):
 class JobContext:
     """What a job target gets besides its config: progress, cancel flag, store, folder."""
 
-    def __init__(self, store: Store, run_dir: Path, job_id: str, workspace: Workspace,
-                 counters: dict | None = None):
+    def __init__(self, store: Store | None, run_dir: Path, job_id: str, workspace: Workspace,
+                 counters: dict | None = None, channel: Channel | None = None):
         self.store, self.run_dir, self.job_id, self.workspace = store, run_dir, job_id, workspace
+        self.channel = channel  # a cluster job reports here and never opens the store
         self.main = int(os.environ.get("RANK", "0")) == 0  # only rank 0 writes to the store
+        # Slurm requeued the job (time limit, preemption): it continues from its checkpoint
+        self.restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
         self.counters: dict = dict(counters or {})
         self.interruptible = False
+        self.started = False  # the first progress report (with a total) came
         self._cancel = threading.Event()
+        self._last: tuple[int, float] | None = None  # (step, when it was reached)
+        self._step_seconds: float | None = None
 
     def progress(self, done: int, total: int, **counters) -> None:
-        """Record done/total and any counters (kept, dropped, message, ...) in the job's row."""
+        """Record done/total and any counters (kept, dropped, message, ...) in the job's row;
+        when `done` moves, also when, and how long a step takes (the watchdog reads them)."""
         self.counters.update(counters)
+        self.started = self.started or total > 0
+        cols = {"step": int(done), "total_steps": int(total), "heartbeat": now(),
+                "result_json": dumps(self.counters)}
+        if self._last is None or done != self._last[0]:
+            t = now()
+            if self._last is not None and done > self._last[0]:
+                per_step = (t - self._last[1]) / (done - self._last[0])
+                self._step_seconds = per_step if self._step_seconds is None \
+                    else 0.7 * self._step_seconds + 0.3 * per_step  # steady, yet follows changes
+                cols["step_seconds"] = self._step_seconds
+            self._last = (int(done), t)
+            cols["progressed"] = t
         if self.main:
-            update_job(self.store, self.job_id, step=int(done), total_steps=int(total),
-                       heartbeat=now(), result_json=dumps(self.counters))
+            self._row(**cols)
+
+    @property
+    def sink(self):
+        """Where metrics and samples go: the channel of a cluster job, else the store."""
+        return self.channel if self.channel is not None else self.store
+
+    def _row(self, **cols) -> None:
+        if self.channel is None:
+            update_job(self.store, self.job_id, **cols)
+        elif "result_json" in cols:
+            counters = json.loads(cols.pop("result_json"))
+            self.channel.append("progress", counters=counters, **cols)
+        else:
+            self.channel.append("beat")
+
+    def stopped_for_requeue(self) -> bool:
+        """SIGTERM without a cancel from the lab, on Slurm: the time-limit warning or a
+        preemption; the batch script requeues the job after the checkpoint."""
+        return (self.channel is not None and self.cancelled()
+                and bool(os.environ.get("SLURM_JOB_ID"))
+                and not (self.run_dir / CANCEL_FILE).exists())
 
     def cancelled(self) -> bool:
         """True once a cancel was asked for (SIGTERM): stop at the next safe point."""
@@ -63,7 +105,7 @@ class JobContext:
             raise Cancelled()
 
     def beat(self) -> None:
-        update_job(self.store, self.job_id, heartbeat=now())
+        self._row(heartbeat=now())
 
 
 def import_target(target: str):
@@ -87,28 +129,49 @@ def error_kind(exc: BaseException) -> str:
     if isinstance(exc, ConfigError) or (isinstance(exc, (ValueError, TypeError))
                                         and "config" in text):
         return "config"
-    return "unknown"
+    return "unknown"  # ("stalled" is given by the watchdog, "lost" by the lab)
 
 
-def _heartbeats(ctx: JobContext, stop: threading.Event) -> None:
+def _heartbeats(ctx: JobContext, stop: threading.Event, first_progress_s: float) -> None:
+    """Beat every few seconds; fail the job when it never reports progress in time."""
+    started = time.monotonic()
     while not stop.wait(HEARTBEAT_EVERY_S):
+        if first_progress_s and not ctx.started and time.monotonic() - started > first_progress_s:
+            _never_started(ctx, first_progress_s)
         try:
             ctx.beat()
         except Exception as exc:  # a busy store must not kill the job; the next beat retries
             print(f"heartbeat failed: {exc}", file=sys.stderr, flush=True)
 
 
-def execute(ctx: JobContext, target: str, config: dict, reraise: bool = False) -> int:
+def _never_started(ctx: JobContext, waited_s: float) -> None:
+    """The job is stuck before its work began (a distributed set-up waiting for processes that
+    never come, a download without network, a lock): record it failed with the log tail, then
+    end the whole process group, which frees the queue."""
+    print(f"watchdog: no progress after {waited_s:.0f} s; failing the job", file=sys.stderr,
+          flush=True)
+    text = (f"The job made no progress in its first {waited_s / 60:.0f} min and was stopped "
+            f"(it hung while setting up).\n\n{log_tail(ctx.run_dir)}")
+    _final(ctx, "failed", error_kind="stalled", error_text=text)
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+def execute(ctx: JobContext, target: str, config: dict, reraise: bool = False,
+            first_progress_s: float = 0.0) -> int:
     """Run `target(config, ctx)` to a final status; returns the process exit code.
 
-    `reraise` hands a failure on after recording it (a terminal verb prints it)."""
+    `reraise` hands a failure on after recording it (a terminal verb prints it);
+    `first_progress_s` (0 = never) fails a job that has reported no progress by then."""
     stop = threading.Event()
     if ctx.main:
-        threading.Thread(target=_heartbeats, args=(ctx, stop), daemon=True).start()
+        threading.Thread(target=_heartbeats, args=(ctx, stop, first_progress_s),
+                         daemon=True).start()
     try:
         result = import_target(target)(config, ctx)
     except (Cancelled, KeyboardInterrupt):
         stop.set()
+        if _requeued(ctx):
+            return 0
         _final(ctx, "cancelled", result_json=dumps(ctx.counters))
         if reraise:
             raise
@@ -124,15 +187,33 @@ def execute(ctx: JobContext, target: str, config: dict, reraise: bool = False) -
             raise
         return 1
     stop.set()
+    if _requeued(ctx):
+        return 0
     status = "cancelled" if ctx.cancelled() else "completed"
     _final(ctx, status, result_json=dumps({**ctx.counters, **(result or {})}))
     print(f"[{time.strftime('%H:%M:%S')}] job {ctx.job_id} {status}", file=sys.stderr, flush=True)
     return 0
 
 
+def _requeued(ctx: JobContext) -> bool:
+    """Stopped by Slurm's time-limit warning or a preemption: no final status (the batch
+    script requeues the job, which resumes from the checkpoint just written)."""
+    if not ctx.stopped_for_requeue():
+        return False
+    if ctx.main:
+        ctx.channel.append("requeue")
+    print(f"[{time.strftime('%H:%M:%S')}] job {ctx.job_id} stopped for a requeue",
+          file=sys.stderr, flush=True)
+    return True
+
+
 def _final(ctx: JobContext, status: str, **cols) -> None:
     """The final status, then the next queued job gets the freed slot."""
     if not ctx.main:
+        return
+    if ctx.channel is not None:  # the lab reads it, and starts what waited for the slot
+        result = json.loads(cols.pop("result_json", "{}"))
+        ctx.channel.append("final", status=status, result=result, **cols)
         return
     finish(ctx.store, ctx.job_id, status, **cols)
     schedule(ctx.store)
@@ -141,11 +222,20 @@ def _final(ctx: JobContext, status: str, **cols) -> None:
 def run(run_dir: Path) -> int:
     """Run the job in `run_dir` (its process's entry point)."""
     job = json.loads((run_dir / JOB_FILE).read_text())
-    store = Store(job["store"])
-    counters = get_job(store, job["id"])["result"]  # what the launcher noted (the GPU, say)
-    ctx = JobContext(store, run_dir, job["id"], get_workspace(job["workspace"]), counters)
+    if job.get("channel"):  # on a cluster (or asked for): the store is not ours to open
+        ctx = JobContext(None, run_dir, job["id"], get_workspace(job["workspace"]),
+                         channel=Channel(run_dir))
+        if ctx.main:
+            ctx.channel.append("started", host=socket.gethostname(), pid=os.getpid(),
+                               restarts=ctx.restarts,
+                               slurm_job=os.environ.get("SLURM_JOB_ID", ""))
+    else:
+        store = Store(job["store"])
+        counters = get_job(store, job["id"])["result"]  # what the launcher noted (the GPU)
+        ctx = JobContext(store, run_dir, job["id"], get_workspace(job["workspace"]), counters)
     signal.signal(signal.SIGTERM, ctx.on_sigterm)
-    return execute(ctx, job["target"], job["config"])
+    return execute(ctx, job["target"], job["config"],
+                   first_progress_s=float(job.get("first_progress_s") or 0))
 
 
 def run_here(store: Store, kind: str, config: dict, target: str, name: str = "") -> dict:

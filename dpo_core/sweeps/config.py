@@ -45,6 +45,8 @@ class SweepConfig:
                                "('' = the run's own dataset).")
     eval_split: str = setting("eval", "Split of that dataset used for evaluation ('' = all pairs).")
     eval_limit: int = setting(64, "Evaluate on the first N pairs of that split (0 = all).")
+    source: str = setting("", "Where an imported sweep came from (a W&B runs table); empty for "
+                             "a sweep the lab runs.")
     ref_cache: bool = setting(True, "Share the reference log-probs between runs with the same inputs "
                                "(sets precompute_ref_log_probs for lora/full runs).")
 

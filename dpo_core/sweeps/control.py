@@ -4,9 +4,11 @@ their trials, pause after the current run, resume, extend the budget, wait. The 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
+from pathlib import Path
 
 from ..errors import ConfigError, JobError, NotFoundError
 from ..jobs.lifecycle import job_status, start_job
@@ -28,12 +30,7 @@ def _sweep_dict(row) -> dict:
 
 def get_sweep(store: Store, sweep_id: str) -> dict:
     """The sweep row (status reconciled with its job) and its trials."""
-    row = store.query_one("SELECT * FROM sweeps WHERE id=?", (sweep_id,)) or \
-        store.query_one("SELECT * FROM sweeps WHERE id LIKE ? OR name=? ORDER BY created DESC",
-                        (sweep_id + "%", sweep_id))
-    if row is None:
-        raise NotFoundError(f"No sweep '{sweep_id}' in this workspace.",
-                            "List sweeps with `python -m dpo_core sweeps list`.")
+    row = _find(store, sweep_id)
     sweep = _sweep_dict(row)
     if sweep["status"] in ("running", "pausing") and sweep["job_id"]:
         job = job_status(store, sweep["job_id"])
@@ -43,6 +40,24 @@ def get_sweep(store: Store, sweep_id: str) -> dict:
             sweep["error"] = job.get("error_text") or ""
     sweep["trials"] = list_trials(store, sweep["id"])
     return sweep
+
+
+def _find(store: Store, sweep_id: str):
+    """A sweep by id, unique id prefix or name; several matches are an error, never a guess."""
+    listing = "List sweeps with `python -m dpo_core sweeps list`."
+    row = store.query_one("SELECT * FROM sweeps WHERE id=?", (sweep_id,))
+    if row is not None:
+        return row
+    pattern = sweep_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = store.query("SELECT * FROM sweeps WHERE id LIKE ? ESCAPE '\\' OR name=? "
+                       "ORDER BY created DESC", (pattern, sweep_id))
+    if len(rows) > 1:
+        raise NotFoundError(f"'{sweep_id}' matches several sweeps: "
+                            f"{', '.join(r['id'] for r in rows[:5])}.",
+                            f"Give more of the id. {listing}")
+    if not rows:
+        raise NotFoundError(f"No sweep '{sweep_id}' in this workspace.", listing)
+    return rows[0]
 
 
 def list_sweeps(store: Store) -> list[dict]:
@@ -70,14 +85,21 @@ def list_trials(store: Store, sweep_id: str) -> list[dict]:
 
 
 def create_sweep(store: Store, cfg: SweepConfig) -> str:
-    """Validate and insert a sweep (not started); returns its id."""
+    """Validate and insert a sweep (not started); returns its id. A relative base recipe path is
+    made absolute here: the sweep's job runs in its own folder."""
+    if isinstance(cfg.base, str) and cfg.base and not Path(cfg.base).is_absolute():
+        cfg = dataclasses.replace(cfg, base=str(Path(cfg.base).resolve()))
     validate_sweep(cfg)
-    sweep_id = "sweep-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    sweep_id = new_sweep_id()
     with store.write() as conn:
         conn.execute("INSERT INTO sweeps(id, name, config_json, status, created) "
                      "VALUES(?,?,?,?,?)", (sweep_id, cfg.name, dumps(cfg.to_dict()), "created",
                                           now()))
     return sweep_id
+
+
+def new_sweep_id() -> str:
+    return "sweep-" + time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
 def start_sweep(store: Store, cfg: SweepConfig) -> str:
@@ -112,7 +134,7 @@ def pause_sweep(store: Store, sweep_id: str) -> dict:
 
 def resume_sweep(store: Store, sweep_id: str) -> dict:
     """Start a new job for a paused or stopped sweep with budget left."""
-    sweep = get_sweep(store, sweep_id)
+    sweep = _own(get_sweep(store, sweep_id))
     if sweep["status"] in ("running", "pausing"):
         raise JobError(f"Sweep {sweep['id']} is {sweep['status']}.",
                        "Wait for it to pause, or pause it first.")
@@ -126,7 +148,7 @@ def resume_sweep(store: Store, sweep_id: str) -> dict:
 
 def extend_sweep(store: Store, sweep_id: str, budget: int, start: bool = True) -> dict:
     """Raise the budget to `budget` runs; a finished sweep starts again (unless start=False)."""
-    sweep = get_sweep(store, sweep_id)
+    sweep = _own(get_sweep(store, sweep_id))
     old = sweep["config"]["budget"]
     if budget <= old:
         raise ConfigError(f"The new budget {budget} is not above the current {old}.",
@@ -139,6 +161,16 @@ def extend_sweep(store: Store, sweep_id: str, budget: int, start: bool = True) -
     if start and status == "paused":
         return resume_sweep(store, sweep["id"])
     return get_sweep(store, sweep["id"])
+
+
+def _own(sweep: dict) -> dict:
+    """The sweep, if the lab ran it: an imported one (a W&B table) is a read-only record."""
+    if sweep["config"].get("source"):
+        raise JobError(f"Sweep {sweep['id']} was imported ({sweep['config']['source']}); it "
+                       "has no base run to continue from.",
+                       "Start a sweep of your own with the same parameters: `python -m dpo_core "
+                       "sweep recipes/sweeps/tiny-random.yaml --set ...`, or the Sweeps page.")
+    return sweep
 
 
 def wait_sweep(store: Store, sweep_id: str, poll: float = 1.0, on_tick=None,

@@ -19,7 +19,7 @@ def leaderboard(sweep: dict) -> list[dict]:
     rows = []
     for t in sweep["trials"]:
         res, metrics = t["result"], t["result"].get("metrics", {})
-        row = {"number": t["number"], "name": f"{cfg.name}-{t['number']}",
+        row = {"number": t["number"], "name": res.get("name") or f"{cfg.name}-{t['number']}",
                "run_id": t["run_id"] or "", "status": t["status"]}
         row |= {k: v for k, v in t["params"].items()}
         row.setdefault("dataset", res.get("dataset"))

@@ -34,8 +34,9 @@ def run_sweep_job(config: dict, ctx) -> dict:
         trials = sweep["trials"]
         ctx.progress(len(trials), cfg.budget, sweep_id=sweep_id)
         if len(trials) >= cfg.budget:
-            set_sweep(store, sweep_id, status="completed")
-            return {"sweep_id": sweep_id, "trials": len(trials)}
+            ok = any(t["status"] == "completed" for t in trials)
+            set_sweep(store, sweep_id, status="completed" if ok else "failed")
+            return {"sweep_id": sweep_id, "trials": len(trials), "completed": ok}
         if ctx.cancelled() or sweep["status"] == "pausing":
             set_sweep(store, sweep_id, status="paused")
             return {"sweep_id": sweep_id, "trials": len(trials), "paused": True}

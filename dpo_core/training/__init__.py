@@ -1,6 +1,7 @@
 """Training: DPO runs as background jobs.
 
-- `config.py`: RunConfig (every field with help), validation, the one mapping to TRL and PEFT.
+- `config.py`: RunConfig (every field with help) and its validation.
+- `trl_args.py`: the one mapping from a RunConfig to TRL's, PEFT's and bitsandbytes' configs.
 - `freeze.py`: the run folder frozen at launch (rendered pairs, format, model fingerprint).
 - `runs.py`: start, read, cancel, resume, delete runs; their checkpoints.
 - `worker.py`: the job target that trains with TRL's DPOTrainer.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from transformers import TrainerCallback
 
+from ..jobs.channel import Channel
 from ..store import Store
-from .checkpoints import mark_complete
+from .checkpoints import RESUME_FILE, last_complete_checkpoint, mark_complete
 from .metrics import write_metrics
 
 PROGRESS_EVERY_S = 1.0  # the runs row is updated at most this often (heartbeat + step)
@@ -24,7 +26,7 @@ class SimulatedOOM(RuntimeError):
 class LabCallback(TrainerCallback):
     """Writes every logged metric (plus tokens/s), progress, samples and checkpoint markers."""
 
-    def __init__(self, store: Store, run_id: str, *, progress=None, stop_flag=None, sampler=None,
+    def __init__(self, store: Store | Channel, run_id: str, *, progress=None, stop_flag=None, sampler=None,
                  sample_every: int = 0, oom_at_step: int = 0, step_delay: float = 0.0,
                  write: bool = True, metrics: bool = True):
         self.store, self.run_id = store, run_id
@@ -38,11 +40,25 @@ class LabCallback(TrainerCallback):
         self._last_progress = 0.0
         self._last_tokens: tuple[float, float] | None = None
         self.last_logs: dict[str, float] = {}
+        self.sampled: set[int] = set()  # steps whose samples are written
+        # a resumed run: where its trainer started, and what the stopped part had counted
+        self.start_step, self.tokens_before, self.loss_before = 0, 0.0, None
 
     # -- progress -------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kw):
+        self.start_step = state.global_step
+        if self.start_step:
+            self.tokens_before, self.loss_before = _before(state.log_history, self.start_step)
         if self._main(state):
             self._progress(state.global_step, state.max_steps, force=True)
+            if self.sampler and not self.start_step:
+                self.sample(0)  # the model before training: what each later sample is read against
+
+    def sample(self, step: int) -> None:
+        """Samples at `step`, once."""
+        if step not in self.sampled:
+            self.sampled.add(step)
+            self.sampler(step)
 
     def on_step_end(self, args, state, control, **kw):
         step = state.global_step
@@ -53,7 +69,7 @@ class LabCallback(TrainerCallback):
         if self._main(state):
             self._progress(step, state.max_steps)
             if self.sampler and self.sample_every and step % self.sample_every == 0:
-                self.sampler(step)
+                self.sample(step)
         if self.stop_flag():
             # finish this step, write a checkpoint, then leave the loop
             control.should_save = True
@@ -71,7 +87,7 @@ class LabCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or not self._main(state):
             return
-        logs = dict(logs)
+        logs = self._whole_run(dict(logs), state)
         tokens = logs.get("num_tokens")
         t = time.monotonic()
         if isinstance(tokens, (int, float)) and not any(k.startswith("eval_") for k in logs):
@@ -97,3 +113,49 @@ class LabCallback(TrainerCallback):
 
     def _main(self, state) -> bool:
         return self.write and state.is_world_process_zero
+
+    def _whole_run(self, logs: dict, state) -> dict:
+        """A resumed trainer counts from its checkpoint: TRL's num_tokens restarts at 0 and the
+        Trainer's train_loss averages the resumed steps only. Both are made the whole run's."""
+        if not self.start_step:
+            return logs
+        if isinstance(logs.get("num_tokens"), (int, float)):
+            logs["num_tokens"] += self.tokens_before
+        if isinstance(logs.get("train_loss"), (int, float)) and self.loss_before is not None:
+            done = max(1, state.global_step)
+            logs["train_loss"] = (self.loss_before * self.start_step
+                                  + logs["train_loss"] * (done - self.start_step)) / done
+        return logs
+
+
+def _before(log_history: list[dict], step: int) -> tuple[float, float | None]:
+    """What a run had counted up to `step`: its last num_tokens, and its mean train loss (each
+    logged loss is the mean since the log before it, so it weighs by the steps it covers)."""
+    tokens, total, covered, last = 0.0, 0.0, 0, 0
+    for entry in log_history:
+        at = entry.get("step", 0)
+        if at > step:
+            break
+        if isinstance(entry.get("num_tokens"), (int, float)):
+            tokens = float(entry["num_tokens"])
+        if isinstance(entry.get("loss"), (int, float)) and at > last:
+            total += entry["loss"] * (at - last)
+            covered += at - last
+            last = at
+    return tokens, (total / covered if covered else None)
+
+
+def restart_checkpoint(ctx) -> str | None:
+    """The checkpoint a job that Slurm requeued (time limit, preemption) continues from: its
+    newest complete one. The main process records it (resume.json) and tells the lab, which
+    drops what was logged past it, so every step is stored once; None when not requeued."""
+    if not getattr(ctx, "restarts", 0):
+        return None
+    ckpt = last_complete_checkpoint(ctx.run_dir)
+    step = int(ckpt.name.split("-")[-1]) if ckpt else 0
+    if ctx.main:
+        (ctx.run_dir / RESUME_FILE).write_text(json.dumps(
+            {"checkpoint": str(ckpt) if ckpt else None, "step": step, "requeued": True}))
+        if ctx.channel is not None:
+            ctx.channel.append("resume", step=step, checkpoint=ckpt.name if ckpt else "")
+    return str(ckpt) if ckpt else None

@@ -1,4 +1,5 @@
-"""Checkpoint folders: a completion marker written last, and finding the newest complete one."""
+"""Checkpoint folders: a completion marker written last, finding the newest complete one, and
+the file naming the checkpoint a resumed run continues from."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from ..store import now
 
 COMPLETE_MARKER = "COMPLETE.json"  # written last into a checkpoint folder: only marked ones resume
+RESUME_FILE = "resume.json"  # in a run folder: the checkpoint a resumed worker continues from
 
 
 def mark_complete(folder: Path, step: int) -> None:

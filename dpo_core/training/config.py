@@ -1,5 +1,5 @@
-"""Run configuration: dataclasses with help text, YAML in and out, overrides, validation, and the
-one mapping to TRL's `DPOConfig` and PEFT's `LoraConfig`."""
+"""Run configuration: dataclasses with help text, YAML in and out, overrides and validation
+(the mapping to TRL's and PEFT's own configs is `trl_args.py`)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,14 @@ from ..formats import PromptFormat
 from ..models import DEFAULT_SPEC, resolve_path
 
 METHODS = ("full", "lora", "qlora")
+AUTO = "auto"
+EXECUTIONS = ("lab", "trl-defaults")
+TOO_LONG = ("drop", "truncate")
+BATCH_ORDERS = ("auto", "random", "by_length")
+ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
+# fields that take 'auto' (the execution planner chooses) besides a value of their own type
+AUTO_FIELDS = ("max_length", "gradient_checkpointing", "precompute_ref_log_probs",
+               "use_liger_kernel", "torch_compile")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 REPORTERS = ("wandb", "tensorboard", "trackio")
 # Projection layers of Llama/Qwen/Mistral-style models (the QLoRA paper adapts all of them).
@@ -73,17 +81,45 @@ class RunConfig:
     gradient_accumulation_steps: int = setting(1, "Forward passes summed per optimizer step.")
     max_steps: int = setting(-1, "Optimizer steps to train (> 0 overrides num_train_epochs).")
     num_train_epochs: float = setting(1.0, "Passes over the train pairs (when max_steps is -1).")
-    max_length: int = setting(512, "Longest prompt + reply in tokens; longer ones are truncated.")
+    max_length: int | str = setting(
+        "auto", "Longest prompt + reply in tokens: 'auto' (the longest train pair, or "
+                "length_percentile of them) or a number. Pairs longer than it follow too_long.")
     max_prompt_length: int = setting(256, "Prompts longer than this keep their last N tokens (0 = off).")
-    gradient_checkpointing: bool = setting(False, "Recompute activations to save memory (~20% slower).")
+    gradient_checkpointing: bool | str = setting(
+        "auto", "Recompute activations to save memory (~30% slower): 'auto' (only when the "
+                "estimate says memory needs it), true or false.")
     precision: str = setting("auto", "auto (from the device), bf16, fp16 or fp32.")
     seed: int = setting(42, "Random seed (data order, adapter init).")
     logging_steps: int = setting(10, "Log metrics every N optimizer steps.")
     eval_steps: int = setting(0, "Evaluate on the eval split every N steps (0 = never).")
     save_steps: int = setting(500, "Write a checkpoint every N steps (the run can resume from it).")
     save_total_limit: int = setting(0, "Keep only the last N checkpoints (0 = keep all).")
-    precompute_ref_log_probs: bool = setting(False, "Compute reference log-probs once before training "
-                                               "(saves memory for full fine-tuning).")
+    metric_for_best_model: str = setting(
+        "", "Keep the best checkpoint by this eval metric as the final model: eval_loss (lower is "
+            "better) or eval_rewards/accuracies, eval_rewards/margins (higher); '' = the last.")
+    early_stopping_patience: int = setting(
+        0, "Stop when metric_for_best_model has not improved for this many evaluations "
+           "(0 = never).")
+    precompute_ref_log_probs: bool | str = setting(
+        "auto", "Compute the reference log-probs once before training and reuse them across "
+                "epochs, resumes and sweeps: 'auto' (when the run passes over its pairs), true "
+                "or false.")
+    execution: str = setting("lab", "lab (each 'auto' setting planned from the data, model and "
+                             "device, with a reason) or trl-defaults (TRL 1.16's own, to "
+                             "compare). The optimisation is the same either way.")
+    too_long: str = setting("drop", "Train pairs longer than max_length: drop (left out, "
+                            "counted) or truncate (the reply's end cut, as TRL does).")
+    length_percentile: float = setting(
+        100.0, "max_length 'auto' covers this percentile of the train pairs' lengths (100 = "
+               "the longest; lower ones drop or cut the longest pairs, see too_long).")
+    batch_order: str = setting("auto", "auto, random, or by_length (batches of similar lengths, "
+                               "shuffled in groups: less padding).")
+    attn_implementation: str = setting("auto", "Attention kernel: auto, eager, sdpa or "
+                                       "flash_attention_2 (flash-attn and a CUDA GPU).")
+    use_liger_kernel: bool | str = setting("auto", "Liger's Triton kernels (CUDA, liger-kernel "
+                                           "installed): auto, true or false.")
+    torch_compile: bool | str = setting("auto", "torch.compile the model: auto (off: DPO batches "
+                                        "change shape), true or false.")
     report_to: list[str] = setting([], "Optional mirrors: wandb, tensorboard, trackio. "
                                   "The lab's store always keeps the metrics.")
     sample_prompts: int = setting(2, "How many fixed eval prompts to generate samples for.")
@@ -93,7 +129,18 @@ class RunConfig:
                                "runs gloo processes (for testing).")
     accelerate_config: str = setting("", "An accelerate config file (FSDP/DeepSpeed/DDP) to launch "
                                     "the worker with; '' for none.")
+    stall_multiple: float = setting(10.0, "Warn when the step has not moved for this many times "
+                                          "the measured step time (0 = never).")
+    first_progress_timeout_min: float = setting(30.0, "Fail the run when it has not finished "
+                                                      "setting up (model loaded, processes "
+                                                      "joined) after this many minutes "
+                                                      "(0 = never).")
+    target: str = setting("local", "Where it trains: local, or a cluster target (Settings).")
     debug: DebugSettings = setting(DebugSettings(), "Testing hooks.")
+
+    def __post_init__(self) -> None:  # YAML/form text gives "512" or "true" besides 'auto'
+        for name in AUTO_FIELDS:
+            setattr(self, name, auto_value(getattr(self, name)))
 
     # -- YAML --------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -130,6 +177,16 @@ class RunConfig:
         Path(path).write_text(self.to_yaml())
 
 
+def auto_value(value):
+    """'auto', or the value as a bool or a whole number when it is written as text."""
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text is None or text == AUTO:
+        return value if text is None else AUTO
+    if text in ("true", "yes", "on", "false", "no", "off"):
+        return text in ("true", "yes", "on")
+    return int(text) if text.isdigit() else value  # anything else: validate names the field
+
+
 def apply_overrides(cfg: RunConfig, overrides: list[str] | None) -> RunConfig:
     """A copy of `cfg` with `key=value` overrides applied (dotted keys reach nested settings)."""
     data = cfg.to_dict()
@@ -157,9 +214,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | None) -> RunConfig:
     return RunConfig.from_dict(data)
 
 
-# ---------------------------------------------------------------------------------------
-# Validation
-# ---------------------------------------------------------------------------------------
+# --- Validation -------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def accepted_loss_types() -> tuple[str, ...]:
     """The loss types the installed TRL accepts, read from DPOConfig's own help text."""
@@ -172,10 +227,9 @@ def accepted_loss_types() -> tuple[str, ...]:
 
 def validate(cfg: RunConfig, device=None, store=None, workspace=None) -> RunConfig:
     """Check numbers and combinations before anything starts; raises ConfigError naming the field.
-
     With a store it also checks the dataset (exists, has train pairs) and that the model resolves.
     """
-    for part in (_check_choices, _check_counts, _check_schedule, _check_lora):
+    for part in (_check_choices, _check_execution, _check_counts, _check_schedule, _check_lora):
         part(cfg)
     _check_device(cfg, device or detect_device())
     if store is not None:
@@ -210,6 +264,25 @@ def _check_choices(c: RunConfig) -> None:
         PromptFormat.from_dict(c.prompt_format)  # raises ConfigError naming the bad key
 
 
+def _check_execution(c: RunConfig) -> None:
+    """The execution settings: each a value of its own or 'auto' (the planner chooses)."""
+    check(c.execution in EXECUTIONS, "execution", c.execution,
+          f"Use one of: {', '.join(EXECUTIONS)}.")
+    check(c.too_long in TOO_LONG, "too_long", c.too_long,
+          "Use drop (leave longer pairs out) or truncate (cut their replies, as TRL does).")
+    check(0 < c.length_percentile <= 100, "length_percentile", c.length_percentile,
+          "Use a percentile in (0, 100], e.g. 100 (the longest pair) or 99.")
+    check(c.batch_order in BATCH_ORDERS, "batch_order", c.batch_order,
+          f"Use one of: {', '.join(BATCH_ORDERS)}.")
+    check(c.attn_implementation in ATTENTION, "attn_implementation", c.attn_implementation,
+          f"Use one of: {', '.join(ATTENTION)}.")
+    check(c.max_length == AUTO or type(c.max_length) is int, "max_length", c.max_length,
+          "Use auto or a number of tokens, e.g. 512.")
+    for name in AUTO_FIELDS[1:]:
+        value = getattr(c, name)
+        check(value == AUTO or isinstance(value, bool), name, value, "Use auto, true or false.")
+
+
 def _check_counts(c: RunConfig) -> None:
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size",
                  "gradient_accumulation_steps", "logging_steps", "save_steps"):
@@ -218,13 +291,17 @@ def _check_counts(c: RunConfig) -> None:
                  "max_eval_pairs", "sample_every", "sample_prompts", "max_prompt_length"):
         check(getattr(c, name) >= 0, name, getattr(c, name), "Use 0 or a positive whole number.")
     check(c.num_processes >= 1, "num_processes", c.num_processes, "Use 1, or one per GPU.")
+    check(c.stall_multiple >= 0, "stall_multiple", c.stall_multiple, "Use 0 (off) or e.g. 10.")
+    check(c.first_progress_timeout_min >= 0, "first_progress_timeout_min",
+          c.first_progress_timeout_min, "Use 0 (no limit) or minutes, e.g. 30.")
     if c.accelerate_config:
         check(Path(c.accelerate_config).expanduser().is_file(), "accelerate_config",
               c.accelerate_config, "Point at an existing accelerate config YAML, or use ''.")
-    check(c.max_length >= 8, "max_length", c.max_length, "Use at least 8 tokens, e.g. 512.")
-    check(c.max_prompt_length < c.max_length, "max_prompt_length", c.max_prompt_length,
-          f"Keep it below max_length ({c.max_length}) so replies have room, e.g. "
-          f"{c.max_length // 2}.")
+    if c.max_length != AUTO:
+        check(c.max_length >= 8, "max_length", c.max_length, "Use at least 8 tokens, e.g. 512.")
+        check(c.max_prompt_length < c.max_length, "max_prompt_length", c.max_prompt_length,
+              f"Keep it below max_length ({c.max_length}) so replies have room, e.g. "
+              f"{c.max_length // 2}.")
     check(c.sample_max_new_tokens >= 1, "sample_max_new_tokens", c.sample_max_new_tokens,
           "Use a positive number of tokens.")
 
@@ -239,6 +316,28 @@ def _check_schedule(c: RunConfig) -> None:
     if c.eval_steps > 0:
         check(bool(c.eval_split.strip()), "eval_split", c.eval_split,
               "eval_steps > 0 needs an eval split (e.g. eval), or set eval_steps: 0.")
+    _check_best(c)
+
+
+BEST_METRICS = ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins")
+
+
+def _check_best(c: RunConfig) -> None:
+    check(c.early_stopping_patience >= 0, "early_stopping_patience", c.early_stopping_patience,
+          "Use 0 (never stop early) or a number of evaluations, e.g. 3.")
+    if c.early_stopping_patience:
+        check(bool(c.metric_for_best_model), "early_stopping_patience",
+              c.early_stopping_patience, "Early stopping watches metric_for_best_model: set it "
+              "too, e.g. eval_loss.")
+    if not c.metric_for_best_model:
+        return
+    check(c.metric_for_best_model in BEST_METRICS, "metric_for_best_model",
+          c.metric_for_best_model, f"Use one of: {', '.join(BEST_METRICS)}.")
+    check(c.eval_steps > 0, "eval_steps", c.eval_steps,
+          "The best checkpoint is chosen at evaluations: set eval_steps (e.g. 50).")
+    check(c.save_steps % c.eval_steps == 0, "save_steps", c.save_steps,
+          f"A checkpoint must be written at each evaluation: use a multiple of eval_steps "
+          f"({c.eval_steps}), e.g. {c.eval_steps}.")
 
 
 def _check_lora(c: RunConfig) -> None:
@@ -259,6 +358,12 @@ def _check_device(c: RunConfig, device) -> None:
     if c.precision == "fp16":
         check(device.kind != "cpu", "precision", c.precision,
               "fp16 training needs a GPU; use auto or fp32.")
+    if c.attn_implementation == "flash_attention_2":
+        check(device.kind == "cuda", "attn_implementation", c.attn_implementation,
+              f"FlashAttention 2 needs a CUDA GPU and this machine has {device.kind}; use auto.")
+    if c.use_liger_kernel is True:
+        check(device.kind == "cuda", "use_liger_kernel", c.use_liger_kernel,
+              f"Liger's kernels need a CUDA GPU and this machine has {device.kind}; use auto.")
 
 
 def _check_dataset(c: RunConfig, store) -> None:
@@ -293,69 +398,3 @@ def _check_model(c: RunConfig, workspace) -> None:
 def resolve_precision(cfg: RunConfig, device) -> str:
     """The precision a run uses: the configured one, or the device's when 'auto'."""
     return device.precision if cfg.precision == "auto" else cfg.precision
-
-
-# ---------------------------------------------------------------------------------------
-# The one mapping to TRL and PEFT
-# ---------------------------------------------------------------------------------------
-def to_trl(cfg: RunConfig, run_dir: str | Path, device) -> tuple:
-    """(DPOConfig, LoraConfig | None) for this run; the only place that builds TRL/PEFT configs."""
-    from trl import DPOConfig
-
-    precision = resolve_precision(cfg, device)
-    warmup = cfg.warmup_steps if cfg.warmup_steps > 0 else cfg.warmup_ratio
-    eval_on = cfg.eval_steps > 0 and bool(cfg.eval_split)
-    args = DPOConfig(
-        output_dir=str(Path(run_dir) / "checkpoints"),
-        run_name=cfg.name or None,
-        loss_type=[cfg.loss_type], beta=cfg.beta, label_smoothing=cfg.label_smoothing,
-        learning_rate=cfg.learning_rate, lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=warmup,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        per_device_eval_batch_size=cfg.per_device_eval_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        max_steps=cfg.max_steps, num_train_epochs=cfg.num_train_epochs,
-        max_length=cfg.max_length,
-        activation_checkpointing=cfg.gradient_checkpointing,
-        gradient_checkpointing=None,  # the deprecated alias; TRL's default True would win
-        bf16=precision == "bf16", fp16=precision == "fp16",
-        use_cpu=device.kind == "cpu",
-        seed=cfg.seed, data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps, logging_first_step=False,
-        eval_strategy="steps" if eval_on else "no",
-        eval_steps=cfg.eval_steps if eval_on else None,
-        save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit or None,
-        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
-        use_liger_kernel=False,  # cannot combine with precompute_ref_log_probs in TRL 1.16
-        report_to=list(cfg.report_to) or "none",
-        disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=False,
-    )
-    return args, lora_config(cfg)
-
-
-def lora_config(cfg: RunConfig):
-    """PEFT's LoraConfig for lora/qlora runs, None for full fine-tuning."""
-    if cfg.method == "full":
-        return None
-    from peft import LoraConfig
-
-    targets = cfg.lora.target_modules
-    if isinstance(targets, str) and targets != "all-linear":
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
-    if isinstance(targets, list) and targets == ["all-linear"]:
-        targets = "all-linear"
-    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=targets, bias="none", task_type="CAUSAL_LM")
-
-
-def quantization_config(cfg: RunConfig):
-    """bitsandbytes 4-bit settings for QLoRA (NF4, double quantization, bf16 compute)."""
-    if cfg.method != "qlora":
-        return None
-    import torch
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)

@@ -17,6 +17,7 @@ becomes `eval_loss`. Cells reading nan/inf are kept as NULL (the store's "not fi
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -67,16 +68,17 @@ def read_log(path: Path) -> list[Record]:
 # CSV (TRL metrics, W&B history)
 # ---------------------------------------------------------------------------------------
 def _read_csv(path: Path) -> list[Record]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    rows = list(csv.reader(io.StringIO(text_of(path), newline=""), delimiter=delimiter))
     if not rows:
         raise DataError(f"{path} is empty.", f"Pass a file with a header row: {FORMATS}.")
     header, body = rows[0], rows[1:]
     if {"Name", "State"} <= set(header):
         raise DataError(f"{path} is a W&B runs table (one row per run, final values only), not "
                         "the log of one training run.",
-                        "Export one run's history instead (W&B run page > Logs/Charts > export "
-                        "CSV), or TRL's metrics CSV / trainer_state.json.")
+                        "`python -m dpo_core import-log` (or the Runs page's Import tab) takes it "
+                        "as a sweep's leaderboard; for one run's curves export its history (W&B "
+                        "run page > Logs/Charts > export CSV).")
     step_col = next((c for c in STEP_COLUMNS if c in header), None)
     if step_col is None:
         raise DataError(f"{path} has no step column (columns: {', '.join(header[:8])}"
@@ -84,7 +86,7 @@ def _read_csv(path: Path) -> list[Record]:
                         f"Add a column named one of {', '.join(STEP_COLUMNS)}: the optimizer "
                         "step of each logged row.")
     si = header.index(step_col)
-    columns = [(i, _key(c)) for i, c in enumerate(header) if c not in SKIPPED and _key(c)]
+    columns = [(i, metric_key(c)) for i, c in enumerate(header) if c not in SKIPPED and metric_key(c)]
     columns = [(i, k) for i, k in columns if not _text_column(body, i)]
     records = []
     for line, row in enumerate(body, start=2):
@@ -103,7 +105,7 @@ def _read_csv(path: Path) -> list[Record]:
     return records
 
 
-def _key(column: str) -> str:
+def metric_key(column: str) -> str:
     """TRL's key for a column: W&B's train/x -> x, eval/x -> eval_x; others verbatim."""
     column = column.strip()
     if column.startswith("train/"):
@@ -120,11 +122,28 @@ def _text_column(body: list[list[str]], i: int) -> bool:
 
 
 def _is_number(cell: str) -> bool:
+    return number_cell(cell) is not None
+
+
+def number_cell(cell: str) -> float | None:
+    """The number a text cell holds (nan and inf included), or None for any other text."""
     try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
+        return float(cell)
+    except (TypeError, ValueError):
+        return None
+
+
+def text_of(path: Path) -> str:
+    """A log file's text (UTF-8, a BOM dropped); a binary or otherwise encoded file is a clear
+    error naming where it stops being text."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not a UTF-8 text file (byte {exc.start} is 0x"
+                        f"{data[exc.start]:02x}); a training log is CSV or JSON text.",
+                        f"Pass the log itself ({FORMATS}); re-save a spreadsheet as CSV UTF-8."
+                        ) from None
 
 
 def _step(cell: str, path: Path, line: int, column: str) -> int | None:
@@ -156,7 +175,7 @@ def _value(cell, path: Path, line: int, column: str) -> float | None:
 # JSON (trainer_state.json, list of records, JSONL)
 # ---------------------------------------------------------------------------------------
 def _read_json(path: Path) -> list[Record]:
-    text = path.read_text(encoding="utf-8")
+    text = text_of(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -178,7 +197,7 @@ def _read_json(path: Path) -> list[Record]:
             raise DataError(f"{path}, record {n} has no step (keys: {', '.join(list(rec)[:8])}).",
                             f"Each record needs one of {', '.join(STEP_COLUMNS)}.")
         step = _step(str(rec[step_key]), path, n, step_key)
-        values = {_key(k): _value(v, path, n, k) for k, v in rec.items()
+        values = {metric_key(k): _value(v, path, n, k) for k, v in rec.items()
                   if k not in SKIPPED and isinstance(v, (int, float)) and not isinstance(v, bool)}
         if step is not None and values:
             records.append((step, values))

@@ -59,10 +59,6 @@ def finite(points) -> list[tuple[float, float]]:
     return [(s, v) for s, v in points if v is not None and math.isfinite(v)]
 
 
-def values_of(history: dict, key: str) -> list[float]:
-    return [v for _, v in finite(history.get(key, []))]
-
-
 # ---------------------------------------------------------------------------------------
 # Smoothing
 # ---------------------------------------------------------------------------------------

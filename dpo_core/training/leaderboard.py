@@ -1,8 +1,7 @@
-"""Finished runs ranked for a leaderboard (the lab's runs, or a W&B sweep export's rows)."""
+"""Finished runs ranked for a leaderboard (the Runs page's Leaderboard tab)."""
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Iterable, Mapping
 
@@ -43,25 +42,3 @@ def rank_runs(runs: Iterable[Mapping]) -> list[dict]:
         return (acc is None, -(acc or 0.0), loss is None, loss or 0.0)
 
     return sorted(rows, key=order)
-
-
-def _param(text: str):
-    """A hyper-parameter cell as int, float or text, whichever it is."""
-    value = number(text)
-    if value is None:
-        return text
-    return int(value) if value.is_integer() and "." not in text and "e" not in text else value
-
-
-def sweep_runs_from_csv(path) -> list[dict]:
-    """Rows of a W&B sweep export (one run per row) as `rank_runs` input."""
-
-    with open(path, newline="", encoding="utf-8") as fh:
-        records = list(csv.DictReader(fh))
-    runs = []
-    for rec in records:
-        params = {p: _param(rec[p]) for p in LEADERBOARD_PARAMS if p in rec}
-        metrics = {k: rec[k] for k in rec if k.startswith("eval/")}
-        runs.append({"name": rec.get("Name", ""), "params": params, "metrics": metrics,
-                     "runtime": rec.get("Runtime")})
-    return runs

@@ -9,10 +9,15 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from ..jobs.channel import Channel
 from ..store import Store, now
 
 SUMMARY_KEYS = ("loss", "rewards/accuracies", "rewards/margins", "eval_loss",
                 "eval_rewards/accuracies", "eval_rewards/margins")
+# what the trainer logs once, when a train() call ends: a cancelled part's values describe that
+# part only, so a resume drops them (the resumed part logs the whole run's at its end)
+END_OF_TRAINING_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second",
+                        "total_flos", "train_loss")
 UPSERT = ("INSERT OR REPLACE INTO metrics(run_id, step, split, key, value, at) "
           "VALUES(?,?,?,?,?,?)")
 
@@ -21,8 +26,10 @@ def split_of(key: str) -> str:
     return "eval" if key.startswith("eval_") else "train"
 
 
-def write_metrics(store: Store, run_id: str, step: int, logs: dict, at: float | None = None) -> int:
-    """Upsert one log record (numbers only; NaN/inf kept as NULL); returns the rows written."""
+def write_metrics(store: Store | Channel, run_id: str, step: int, logs: dict,
+                  at: float | None = None) -> int:
+    """Upsert one log record (numbers only; NaN/inf kept as NULL); returns the rows written.
+    A cluster job's writer is its channel: the record becomes a line the lab ingests."""
     at = at or now()
     rows = []
     for key, value in logs.items():
@@ -30,7 +37,9 @@ def write_metrics(store: Store, run_id: str, step: int, logs: dict, at: float | 
             continue
         value = float(value)
         rows.append((run_id, step, split_of(key), key, value if math.isfinite(value) else None, at))
-    if rows:
+    if rows and isinstance(store, Channel):
+        store.append("metrics", step=step, logs={r[3]: r[4] for r in rows})
+    elif rows:
         with store.write() as conn:
             # REPLACE gives the row a new id, so incremental readers (after_id) see rewritten values
             conn.executemany(UPSERT, rows)
@@ -92,7 +101,11 @@ def logged_steps(store: Store, run_id: str) -> tuple[int, list[str]]:
     return steps, keys
 
 
-def write_sample(store: Store, run_id: str, step: int, prompt: str, completion: str) -> None:
+def write_sample(store: Store | Channel, run_id: str, step: int, prompt: str,
+                 completion: str) -> None:
+    if isinstance(store, Channel):
+        store.append("sample", step=step, prompt=prompt, completion=completion)
+        return
     with store.write() as conn:
         conn.execute("INSERT INTO samples(run_id, step, prompt, completion, at) VALUES(?,?,?,?,?)",
                      (run_id, step, prompt, completion, now()))
@@ -104,9 +117,13 @@ def read_samples(store: Store, run_id: str) -> list[dict]:
 
 
 def forget_after(store: Store, run_id: str, step: int) -> None:
-    """Drop metrics and samples past `step` (a resumed run logs them again from there)."""
+    """Drop metrics and samples past `step` (a resumed run logs them again from there) and the
+    end-of-training values of the part that stopped."""
     with store.write() as conn:
         conn.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, step))
+        conn.execute(f"DELETE FROM metrics WHERE run_id=? AND key IN "
+                     f"({', '.join('?' * len(END_OF_TRAINING_KEYS))})",
+                     (run_id, *END_OF_TRAINING_KEYS))
         conn.execute("DELETE FROM samples WHERE run_id=? AND step>?", (run_id, step))
 
 
@@ -115,3 +132,22 @@ def forget_run(store: Store, run_id: str) -> None:
     with store.write() as conn:
         conn.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
         conn.execute("DELETE FROM samples WHERE run_id=?", (run_id,))
+
+
+def apply_event(store: Store, run_id: str, event: dict) -> None:
+    """A training run's channel line in the store (`jobs.channel.ingest` calls it, in its
+    transaction): metrics, a sample, or a resume (a requeued worker restarting from a
+    checkpoint: what was logged past it is dropped, as `runs.resume_run` does)."""
+    kind, at = event.get("e"), event.get("at")
+    if kind == "metrics":
+        write_metrics(store, run_id, int(event["step"]), event.get("logs") or {}, at)
+    elif kind == "sample":
+        with store.write() as conn:
+            conn.execute("INSERT INTO samples(run_id, step, prompt, completion, at) "
+                         "VALUES(?,?,?,?,?)", (run_id, int(event["step"]), event["prompt"],
+                                                event["completion"], at or now()))
+    elif kind == "resume":
+        forget_after(store, run_id, int(event.get("step") or 0))
+
+
+SINK = "dpo_core.training.metrics:apply_event"  # how jobs.channel finds apply_event

@@ -3,9 +3,11 @@
 TRL 1.16 precomputes `ref_chosen_logps`/`ref_rejected_logps` columns when
 `precompute_ref_log_probs` is on, but its own cache sits beside an in-memory dataset (a temporary
 folder that dies with the worker) and hashes the policy, LoRA init included. Here the key is
-everything the reference log-probs depend on: the base model's fingerprint, the frozen pairs file
-of the split, the prompt format, the length/truncation settings and the weights' dtype. Any change
-gives another key, so stale values are never read. Files: workspace/cache/ref_logps/<key>.jsonl.
+everything the reference log-probs depend on (`key_parts`): the base model's fingerprint and weight
+files, the frozen pairs file of the split, the prompt format, the truncation settings
+(max_length, max_prompt_length, too_long), the weights' dtype and the precision. Any change gives
+another key, so stale values are never read; the same run resumed, another epoch or a sweep's
+next trial on the same pairs reads them back. Files: workspace/cache/ref_logps/<key>.jsonl.
 """
 
 from __future__ import annotations
@@ -31,21 +33,60 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def cache_key(model_fingerprint: str, pairs_hash: str, prompt_format: dict, max_length: int,
-              truncation_mode: str, dtype: str, ld_alpha: float | None = None) -> str:
-    """The key of one split's reference log-probs; every input that changes them is in it."""
-    parts = {"model": model_fingerprint, "pairs": pairs_hash, "format": prompt_format,
-             "max_length": max_length, "truncation": truncation_mode, "dtype": dtype,
-             "ld_alpha": ld_alpha, "version": 1}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+def cache_key(parts: dict) -> str:
+    """The key of one split's reference log-probs from its parts (`key_parts`)."""
+    return hashlib.sha256(json.dumps({**parts, "version": 2}, sort_keys=True,
+                                     default=str).encode()).hexdigest()[:32]
 
 
-def run_key(run_dir: Path, split: str, args, dtype: str) -> str:
-    """The cache key of a frozen run folder's split under these TRL args."""
+def key_parts(run_dir: Path, split: str, cfg, dtype: str, truncation_mode: str = "keep_start",
+              ld_alpha: float | None = None) -> dict:
+    """Everything one split's reference log-probs depend on, read from a frozen run folder:
+    the model (fingerprint, and its weight files as they are on disk), the rendered pairs,
+    the prompt format, the truncation (max_length, max_prompt_length, too_long, TRL's mode),
+    the weights' dtype and the run's precision (autocast changes the numbers)."""
     model = json.loads((run_dir / MODEL_FILE).read_text())
-    fmt = json.loads((run_dir / FORMAT_FILE).read_text())
-    return cache_key(model["fingerprint"], file_hash(run_dir / SPLIT_FILES[split]), fmt,
-                     args.max_length, args.truncation_mode, dtype, args.ld_alpha)
+    return {"model": model["fingerprint"], "model_files": weight_files(model["path"]),
+            "pairs": file_hash(run_dir / SPLIT_FILES[split]),
+            "format": json.loads((run_dir / FORMAT_FILE).read_text()),
+            "max_length": cfg.max_length, "max_prompt_length": cfg.max_prompt_length,
+            "too_long": cfg.too_long, "truncation": truncation_mode, "ld_alpha": ld_alpha,
+            "dtype": dtype, "precision": cfg.precision}
+
+
+def run_key(run_dir: Path, split: str, cfg, dtype: str, truncation_mode: str = "keep_start",
+            ld_alpha: float | None = None) -> str:
+    """The cache key of a frozen run folder's split."""
+    return cache_key(key_parts(run_dir, split, cfg, dtype, truncation_mode, ld_alpha))
+
+
+def weight_files(path: str) -> list:
+    """(name, size, modification time) of a model folder's weight files: a model rewritten in
+    place (same names and sizes, new values) gets a new key."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return []
+    return [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir())
+            if f.suffix in (".safetensors", ".bin", ".pt")]
+
+
+def expected_dtype(cfg) -> str:
+    """The dtype of the weights the worker loads for `cfg` (`worker.load_policy`)."""
+    return "torch.bfloat16" if cfg.method == "full" and cfg.precision == "bf16" \
+        else "torch.float32"
+
+
+def cache_path(cache_root: Path, key: str) -> Path:
+    return cache_root / CACHE_DIR / f"{key}.jsonl"
+
+
+def cached(run_dir: Path, cfg, cache_root: Path, rows: int) -> bool:
+    """Whether a frozen run folder's train reference log-probs are in the cache already."""
+    try:
+        key = run_key(run_dir, "train", cfg, expected_dtype(cfg))
+    except (OSError, ValueError, KeyError):
+        return False
+    return read_cache(cache_path(cache_root, key), rows) is not None
 
 
 def read_cache(path: Path, rows: int) -> tuple[list[float], list[float]] | None:
@@ -74,7 +115,7 @@ def write_cache(path: Path, chosen: list[float], rejected: list[float]) -> None:
 
 def applies(cfg) -> bool:
     """The cache is used for precomputed references of LoRA and full runs (not QLoRA)."""
-    return bool(cfg.precompute_ref_log_probs) and cfg.method in ("lora", "full") \
+    return cfg.precompute_ref_log_probs is True and cfg.method in ("lora", "full") \
         and not os.environ.get(DISABLE_ENV)
 
 
@@ -92,7 +133,8 @@ def trainer_class(cfg, run_dir: Path, cache_root: Path):
             if name not in SPLIT_FILES:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             dtype = str(next(self.model.parameters()).dtype)
-            path = cache_root / CACHE_DIR / f"{run_key(run_dir, name, self.args, dtype)}.jsonl"
+            path = cache_path(cache_root, run_key(run_dir, name, cfg, dtype,
+                                                  self.args.truncation_mode, self.args.ld_alpha))
             cached = read_cache(path, len(dataset))
             if cached is not None:
                 print(f"reference log-probs for {name}: cache hit {path.name}", flush=True)

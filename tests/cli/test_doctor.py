@@ -1,19 +1,13 @@
 """The CLI entry point: help, doctor, clear errors."""
 
 import json
-import subprocess
-import sys
 
 from dpo_core.cli.main import main
-
-
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "dpo_core", *args], capture_output=True,
-                          text=True, env=env)
+from tests.support import cli
 
 
 def test_help_lists_the_verbs():
-    out = run_cli("--help")
+    out = cli(None, "--help")
     assert out.returncode == 0
     for verb in ("prepare-model", "doctor"):
         assert verb in out.stdout

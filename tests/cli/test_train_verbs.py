@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from dpo_core.data.demo_datasets import seed_workspace
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DPO_LAB_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "dpo_core", *args], capture_output=True,
-                          text=True, env=env, cwd=str(ROOT))
+from tests.support import cli
 
 
 @pytest.mark.slow
@@ -92,3 +81,54 @@ def test_detached_run_outlives_its_launcher(store, workspace_with_tiny):
     assert runs.get_run(store, run_id)["status"] in ("running", "completed")
     run = runs.wait_run(store, run_id, poll=0.3)
     assert run["status"] == "completed", run["error_text"]
+
+
+def test_explain_prints_the_plan_without_launching(store, workspace_with_tiny, tmp_path):
+    seed_workspace(store)
+    home = workspace_with_tiny.home
+    config = tmp_path / "run.yaml"
+    config.write_text("model: builtin:tiny\ndataset: demo-childes\nmax_steps: 2\n")
+    done = cli(home, "train", str(config), "--explain")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for name in ("max_length", "gradient_checkpointing", "batch_order",
+                 "precompute_ref_log_probs", "attn_implementation", "padding_free"):
+        assert any(line.startswith(f"{name}: ") and " - " in line for line in lines), name
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+    trl = json.loads(cli(home, "train", str(config), "--explain", "--json",
+                         "--execution", "trl-defaults").stdout)
+    assert trl["execution"] == "trl-defaults"
+    values = {k: c["value"] for k, c in trl["choices"].items()}
+    assert (values["max_length"], values["gradient_checkpointing"], values["batch_order"],
+            values["precompute_ref_log_probs"]) == (1024, True, "random", False)
+
+
+@pytest.mark.slow
+def test_runs_show_prints_the_plan_the_run_was_launched_with(store, workspace_with_tiny):
+    seed_workspace(store)
+    home = workspace_with_tiny.home
+    done = cli(home, "train", "recipes/train/smoke-tiny.yaml", "--set", "max_steps=1",
+               "--set", "sample_prompts=0", "--detach", "--json")
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["id"]
+    shown = cli(home, "runs", "show", run_id)
+    assert "execution: lab" in shown.stdout
+    assert "max_length: 128 (set in the config) - kept as set" in shown.stdout
+    assert "gradient_checkpointing: False - " in shown.stdout
+    cli(home, "runs", "cancel", run_id)
+
+
+def test_training_on_identical_pairs_warns_with_the_fix(store, workspace_with_tiny):
+    """Pairs whose replies are the same teach nothing: `train` says so (and how to drop them)."""
+    from dpo_core.data.datasets import Pair, create_dataset, insert_pairs
+    from dpo_core.training import runs
+
+    ds = create_dataset(store, "same-replies")
+    insert_pairs(store, ds.id, [Pair(f"Question {i}?", f"Answer {i}.",
+                                     f"answer {i}" if i < 3 else f"No {i}.") for i in range(12)])
+    done = cli(workspace_with_tiny.home, "train", "recipes/train/smoke-tiny.yaml", "--detach",
+               "--set", "dataset=same-replies", "--set", "max_steps=1", "--set", "sample_prompts=0")
+    assert done.returncode == 0, done.stderr
+    assert "3 pair(s) of same-replies have the same chosen and rejected reply" in done.stderr
+    assert "data filter same-replies --check normalized_identical" in done.stderr
+    runs.wait_run(store, done.stdout.strip(), poll=0.3)

@@ -75,9 +75,10 @@ def test_small_best_of_n_build_from_the_page_opens_in_data(tmp_path, tiny_model_
         page.get_by_text("3/3 prompts").first.wait_for()
 
         page.get_by_role("button", name=f"Open {OUTPUT} in Data").click()
-        page.get_by_role("heading", name="Data").first.wait_for()
+        page.get_by_role("heading", name="Data", exact=True).first.wait_for(timeout=180_000)
         _settle(page)
         picker = page.get_by_test_id("stSelectbox").filter(has_text="Dataset").first
+        picker.wait_for(timeout=180_000)  # the Data page's first run syncs the new dataset's checks
         assert OUTPUT in picker.inner_text() + picker.locator("input").input_value()
         ds = get_dataset(db, OUTPUT)
         assert ds.recipe["builder"] == "best-of-n" and ds.recipe["progress"]["complete"]

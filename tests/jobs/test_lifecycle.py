@@ -21,6 +21,7 @@ from dpo_core.jobs.lifecycle import (
     start_job,
     wait_job,
 )
+from tests.support import wait_until
 
 HERE = "tests.jobs.test_lifecycle"  # targets are f"{HERE}:<function>"
 
@@ -44,14 +45,6 @@ def failing_target(config: dict, ctx) -> None:
 def jobs_env(store):
     """The store of a fresh workspace (the child imports this module from the repo root)."""
     return store
-
-
-def wait_for(predicate, what: str):
-    for _ in range(600):
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"never happened: {what}")
 
 
 def test_job_completes_with_progress_and_result(jobs_env, workspace):
@@ -83,7 +76,7 @@ def test_missing_target_fails_as_config_error(jobs_env):
 
 def test_cancel_stops_between_steps_and_keeps_progress(jobs_env):
     job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, f"{HERE}:count_target")
-    wait_for(lambda: job_status(jobs_env, job_id)["step"] >= 2, "two steps done")
+    wait_until(lambda: job_status(jobs_env, job_id)["step"] >= 2, "two steps done")
     job = cancel_job(jobs_env, job_id)
     assert job["status"] == "cancelled"
     assert 2 <= job["step"] < 1000
@@ -92,9 +85,9 @@ def test_cancel_stops_between_steps_and_keeps_progress(jobs_env):
 
 def test_killed_job_is_lost_not_running(jobs_env):
     job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, f"{HERE}:count_target")
-    wait_for(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
+    wait_until(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
     os.killpg(job_status(jobs_env, job_id)["pgid"], signal.SIGKILL)
-    wait_for(lambda: job_status(jobs_env, job_id)["status"] == "lost", "lost detected")
+    wait_until(lambda: job_status(jobs_env, job_id)["status"] == "lost", "lost detected")
     job = job_status(jobs_env, job_id)
     assert job["error_kind"] == "lost" and "gone" in job["error_text"]
 
@@ -103,12 +96,12 @@ def test_recycled_pid_is_lost_and_a_silent_live_job_is_stalled(jobs_env, monkeyp
     """One rule for every kind: a gone or recycled pid is lost; a live process that stopped
     beating stays running with a warning (training runs and other jobs alike)."""
     job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, f"{HERE}:count_target")
-    wait_for(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
+    wait_until(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
     with jobs_env.write() as conn:  # same pid, other start time: another process now
         conn.execute("UPDATE runs SET proc_start=proc_start+1 WHERE id=?", (job_id,))
     assert job_status(jobs_env, job_id)["status"] == "lost"
     job_id = start_job(jobs_env, "test", {"n": 1000, "sleep": 0.05}, f"{HERE}:count_target")
-    wait_for(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
+    wait_until(lambda: job_status(jobs_env, job_id)["step"] >= 1, "a step done")
     monkeypatch.setattr(rows, "STALL_AFTER_S", 0.0)
     job = job_status(jobs_env, job_id)
     assert job["status"] == "running" and "No heartbeat" in job["warning"]
@@ -158,3 +151,85 @@ def test_an_ambiguous_id_prefix_is_refused_not_guessed(jobs_env, workspace, caps
     with pytest.raises(Exception, match="No run 'nope'"):
         resolve_path("run:nope", workspace)
     assert resolve_path("run:20261123-1836", workspace).endswith("20261123-1836-aaaa/final")
+
+
+# -- a clean environment, the watchdog, cancel of a job stuck in its set-up, the queue ------------
+DISTRIBUTED = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": "29511", "TORCHELASTIC_RUN_ID": "x1", "ACCELERATE_USE_CPU": "true",
+               "OMP_NUM_THREADS": "1"}
+
+
+def env_target(config: dict, ctx) -> dict:
+    return {"env": sorted(k for k in os.environ if k in DISTRIBUTED)}
+
+
+def stuck_target(config: dict, ctx) -> dict:
+    """Progress for a few steps, then hang (in C, say: SIGTERM cannot stop it)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for step in range(config.get("steps", 0)):
+        ctx.progress(step + 1, 100)
+        time.sleep(0.2)
+    time.sleep(600)
+    return {}
+
+
+def test_a_job_launched_from_a_distributed_worker_gets_a_clean_environment(jobs_env,
+                                                                          monkeypatch):
+    """The next queued run was started by the finishing rank-0 worker with its RANK, WORLD_SIZE,
+    MASTER_* and TORCHELASTIC_* and hung in c10d's rendezvous: every job starts clean."""
+    for key, value in DISTRIBUTED.items():
+        monkeypatch.setenv(key, value)
+    job = wait_job(jobs_env, start_job(jobs_env, "test", {}, f"{HERE}:env_target"))
+    assert job["status"] == "completed", job["error_text"]
+    assert job["result"]["env"] == []
+
+
+def test_a_job_whose_step_stops_moving_is_flagged_then_cancelled(jobs_env, monkeypatch):
+    monkeypatch.setattr(rows, "MIN_PROGRESS_STALL_S", 0.0)
+    job_id = start_job(jobs_env, "test", {"steps": 3, "stall_multiple": 3},
+                       f"{HERE}:stuck_target")
+    wait_until(lambda: "has not moved" in job_status(jobs_env, job_id)["warning"], "the warning")
+    job = job_status(jobs_env, job_id)
+    assert job["status"] == "running" and job["step"] == 3 and job["step_seconds"] > 0
+    assert job_status(jobs_env, job_id)["warning"].startswith("Step 3 has not moved")
+    assert cancel_job(jobs_env, job_id, timeout=1)["status"] == "cancelled"
+
+
+@pytest.mark.slow  # waits for one heartbeat of the job (5 s)
+def test_a_job_that_never_gets_going_fails_with_its_log_tail(jobs_env):
+    job_id = start_job(jobs_env, "test", {"steps": 0}, f"{HERE}:stuck_target",
+                       first_progress_s=1)
+    job = wait_job(jobs_env, job_id)
+    assert (job["status"], job["error_kind"]) == ("failed", "stalled")
+    assert "no progress in its first" in job["error_text"] and "job process pid" in \
+        job["error_text"]  # the log tail comes with it
+
+
+def test_cancelling_a_job_stuck_in_set_up_ends_cancelled_not_lost(jobs_env, monkeypatch):
+    from dpo_core.jobs import lifecycle
+
+    monkeypatch.setattr(lifecycle, "SETUP_CANCEL_S", 0.5)  # SIGKILL follows the ignored SIGTERM
+    job_id = start_job(jobs_env, "test", {"steps": 0}, f"{HERE}:stuck_target")
+    job = cancel_job(jobs_env, job_id)
+    assert (job["status"], job["error_kind"]) == ("cancelled", "")
+    # a reader that notices the dead process while the cancel is under way says cancelled too
+    job_id = start_job(jobs_env, "test", {"steps": 0}, f"{HERE}:stuck_target")
+    with jobs_env.write() as conn:
+        conn.execute("UPDATE runs SET cancel_requested=1 WHERE id=?", (job_id,))
+    os.killpg(job_status(jobs_env, job_id)["pgid"], signal.SIGKILL)
+    wait_until(lambda: job_status(jobs_env, job_id)["status"] != "running", "the kill noticed")
+    assert job_status(jobs_env, job_id)["status"] == "cancelled"
+
+
+def test_a_queued_job_says_its_place_and_what_it_waits_for(jobs_env):
+    from dpo_core.jobs.rows import insert_job
+    from dpo_core.training.runs import list_runs
+
+    with jobs_env.write() as conn:
+        insert_job(conn, "r0", "train", "first", {}, "", status="running")
+        for n in (1, 2, 3):
+            insert_job(conn, f"r{n}", "train", f"run {n}", {}, "")
+    job = job_status(jobs_env, "r3")
+    assert job["queue"] == {"position": 3, "ahead": ["r1", "r2"], "running": ["r0"]}
+    assert {r["id"]: r.get("queue", {}).get("position") for r in list_runs(jobs_env)} == \
+        {"r0": None, "r1": 1, "r2": 2, "r3": 3}

@@ -150,6 +150,44 @@ def test_leaderboard_tab_orders_finished_runs(lab):
     assert list(board.value["beta"]) == [0.1, 0.1, 0.1]
 
 
+def test_overfitting_is_named_with_the_step_it_started(lab):
+    add_run(lab, "r-over", history={
+        "loss": [(s, 0.69 - 0.03 * s) for s in STEPS],
+        "eval_loss": [(5, 0.85), (10, 1.6), (15, 3.2), (20, 4.9)],
+        "eval_rewards/margins": [(5, 0.4), (10, 0.1), (15, -0.8), (20, -2.5)]})
+    text = shown(runs_page("r-over"))
+    assert "Overfitting: eval loss rises while train loss falls (from step 5)" in text
+    assert "Eval margins are negative (from step 15)" in text
+
+
+def test_samples_stand_next_to_the_baseline_s_answer(lab):
+    from dpo_core.training.metrics import write_sample
+
+    store = add_run(lab, "r-samples")
+    for step, answer in ((0, "I don't know."), (10, "it is a ball ."), (20, "a big ball !")):
+        write_sample(store, "r-samples", step, "user: what is that ?", answer)
+    at = runs_page("r-samples")
+    assert at.selectbox(key="sample_step:r-samples").options == ["20", "10"]
+    texts = [t.value for t in at.text]
+    assert texts[-3:] == ["user: what is that ?", "I don't know.", "a big ball !"]
+    at.selectbox(key="sample_step:r-samples").set_value(10).run()
+    assert [t.value for t in at.text][-1] == "it is a ball ."
+
+
+def test_compare_keeps_the_picks_and_metric_when_a_new_run_appears(lab):
+    history = {"loss": [(1, 0.7), (2, 0.6)], "rewards/margins": [(1, 0.1), (2, 0.3)]}
+    for run_id in ("r-one", "r-two"):
+        add_run(lab, run_id, history=history)
+    at = runs_page()
+    compare = next(m for m in at.multiselect if m.label == "Runs")
+    compare.set_value(["r-one", "r-two"]).run()
+    next(s for s in at.selectbox if s.label == "Metric").set_value("rewards/margins").run()
+    add_run(lab, "r-three", history=history)
+    at.run()
+    assert next(m for m in at.multiselect if m.label == "Runs").value == ["r-one", "r-two"]
+    assert next(s for s in at.selectbox if s.label == "Metric").value == "rewards/margins"
+
+
 # ---------------------------------------------------------------------------------------
 # Train page
 # ---------------------------------------------------------------------------------------
@@ -230,9 +268,10 @@ def test_estimate_warns_with_the_fix_when_the_run_will_not_fit(lab):
     at = train_page()
     assert any(m.label == "Memory" for m in at.metric)
     next(s for s in at.selectbox if s.label == "method").set_value("full").run()
-    field(at, "max_length").set_value(32768).run()
+    field(at, "max_length").set_value("32768").run()
     field(at, "max_prompt_length").set_value(128).run()
     field(at, "per_device_train_batch_size").set_value(256).run()
+    next(s for s in at.selectbox if s.label == "gradient_checkpointing").set_value(False).run()
     text = shown(at)
     assert "Will probably not fit" in text and "gradient_checkpointing" in text
 
@@ -272,3 +311,80 @@ def test_silent_worker_shows_a_stall_warning_while_still_running(lab):
     assert at.subheader[0].value.endswith("r-stalled · running")  # alive, so not 'lost'
     text = shown(at)
     assert "No heartbeat from the job's process for" in text and "Cancel it" in text
+
+
+def test_every_run_setting_is_on_the_train_form(lab):
+    import dataclasses
+    import typing
+
+    from dpo_core.training.config import RunConfig
+
+    names, hints = set(), typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        kind = hints[f.name] if dataclasses.is_dataclass(hints[f.name]) else None
+        names |= {f"{f.name}.{g.name}" for g in dataclasses.fields(kind)} if kind else {f.name}
+    at = train_page()
+    next(s for s in at.selectbox if s.label == "method").set_value("lora").run()
+    labels = {w.label for w in [*at.text_input, *at.number_input, *at.selectbox,
+                                *at.checkbox, *at.multiselect]}
+    assert names - {"model", "dataset"} <= labels, sorted(names - labels)
+    field(at, "num_processes").set_value(2).run()
+    field(at, "accelerate_config").set_value("/no/such/accelerate.yaml").run()
+    assert "accelerate_config is '/no/such/accelerate.yaml'" in shown(at)
+    field(at, "accelerate_config").set_value("").run()
+    next(s for s in at.selectbox if s.label == "metric_for_best_model").set_value(
+        "eval_loss").run()
+    yaml_text = at.code[0].value
+    assert "num_processes: 2" in yaml_text and "metric_for_best_model: eval_loss" in yaml_text
+    field(at, "eval_steps").set_value(0).run()  # the best checkpoint is chosen at evaluations
+    assert "eval_steps is 0" in shown(at)
+
+
+def test_measure_times_real_steps_and_keeps_the_result_for_that_config(lab):
+    at = train_page()
+    next(s for s in at.selectbox if s.label == "Recipe").set_value("smoke-tiny").run()
+    step = next(m for m in at.metric if m.label == "Time per step")
+    assert step.delta == "rough" and any(m.label == "Whole run" for m in at.metric)
+    next(b for b in at.button if b.label == "Measure on this machine").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(m for m in at.metric if m.label == "Time per step").delta == "measured"
+    assert not any(b.label == "Measure on this machine" for b in at.button)
+    field(at, "beta").set_value("0.3").run()  # another config: rough again until measured
+    assert next(m for m in at.metric if m.label == "Time per step").delta == "rough"
+
+
+def test_train_page_shows_the_plan_too_long_pairs_and_the_execution_control(lab):
+    at = train_page()
+    next(s for s in at.selectbox if s.label == "Recipe").set_value("smoke-tiny").run()
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["setting", "value", "reason", "TRL default"]
+    rows = dict(zip(table["setting"], table["value"], strict=True))
+    assert rows["max_length"] == "128" and rows["gradient_checkpointing"] == "False"
+    assert any("grouped by length" in c.value for c in at.caption)  # the padding, measured
+    field(at, "max_prompt_length").set_value(16).run()
+    field(at, "max_length").set_value("48").run()
+    assert "train pair(s) are longer than max_length 48: left out" in shown(at)
+    next(b for b in at.button if b.label.startswith("Raise max_length")).click().run()
+    assert field(at, "max_length").value == "auto"
+    assert "longer than max_length" not in shown(at)
+    next(s for s in at.selectbox if s.label == "execution").set_value("trl-defaults").run()
+    table = at.dataframe[0].value
+    rows = dict(zip(table["setting"], table["value"], strict=True))
+    assert (rows["max_length"], rows["gradient_checkpointing"], rows["batch_order"]) == \
+        ("1024", "True", "random")
+
+
+def test_a_run_shows_the_execution_plan_it_was_launched_with(lab):
+    from dpo_core.training.planner import Choice, Plan
+
+    plan = Plan("lab", choices={"max_length": Choice(
+        "max_length", 48, "the longest train pair is 41 tokens", "planned", 1024)},
+        too_long=2, lengths={"longest": 70})
+    add_run(lab, "r-plan", result_json=json.dumps({"plan": {**plan.to_dict(), "dropped": 2}}))
+    at = runs_page("r-plan")
+    assert "Execution: lab · 2 too-long pair(s) left out" in [e.label for e in at.expander]
+    table = next(d.value for d in at.dataframe if "reason" in d.value.columns)
+    assert table.to_dict("records") == [{"setting": "max_length", "value": "48",
+                                         "reason": "the longest train pair is 41 tokens",
+                                         "TRL default": "1024"}]
+    assert any("2 train pair(s) are longer than max_length 48" in c.value for c in at.caption)

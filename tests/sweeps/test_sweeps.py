@@ -112,6 +112,31 @@ def test_random_sweep_from_the_cli_goes_on_after_a_failed_run(store, toy, capsys
     assert code == 0 and "tiny-random" in text and "completed" in text
 
 
+def test_a_zero_budget_is_refused_not_ignored(store, toy, capsys):
+    assert cli(["sweep", str(recipe_path("sweeps", "tiny-random")), "--budget", "0"]) == 2
+    assert "budget is 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_sweep_from_another_folder_whose_every_trial_failed_is_failed(store, toy, capsys,
+                                                                       tmp_path, monkeypatch):
+    """The README's sweep run from elsewhere: the base recipe path is resolved when the sweep is
+    submitted (its job runs in its own folder); every trial failing makes the sweep fail."""
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "base.yaml").write_text(
+        recipe_path("train", "smoke-tiny").read_text())
+    sweep = tmp_path / "recipes" / "all-fail.yaml"
+    sweep.write_text("name: all-fail\nbase: base.yaml\nmethod: grid\nbudget: 2\n"
+                     "set: {dataset: toy, max_steps: 2, debug.oom_at_step: 1}\n"
+                     "parameters: {beta: {values: [0.1, 0.2]}}\n")
+    monkeypatch.chdir(tmp_path)
+    code, out = run_cli(capsys, "sweep", "recipes/all-fail.yaml", "--json")
+    result = json.loads(out)
+    assert code == 1 and result["status"] == "failed"
+    errors = [r["error"] for r in result["leaderboard"]]
+    assert len(errors) == 2 and all("out of memory" in e for e in errors), errors
+
+
 @pytest.mark.slow
 def test_bayes_sweep_from_the_cli(store, toy, capsys):
     out = sweep_json(capsys, "sweep", str(recipe_path("sweeps", "tiny-bayes")),

@@ -15,9 +15,9 @@ from dpo_core.training.config import (
     RunConfig,
     accepted_loss_types,
     apply_overrides,
-    to_trl,
     validate,
 )
+from dpo_core.training.trl_args import to_trl
 
 CPU = DeviceInfo("cpu", "test", 8.0, 1, "fp32")
 

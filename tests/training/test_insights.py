@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from dpo_core.training.history import smooth
-from dpo_core.training.insights import curve_notes, failure_advice, live_notes
-from dpo_core.training.leaderboard import rank_runs, sweep_runs_from_csv
+from dpo_core.training.insights import Note, curve_notes, failure_advice, live_notes
+from dpo_core.training.leaderboard import rank_runs
 from dpo_core.training.metrics import last_values_of
 from tests.support import shared_data
 
@@ -70,7 +70,10 @@ def test_loss_near_zero_train_and_eval():
     h = healthy()
     h["loss"] = [(s, 0.5 if i < 5 else 0.001) for i, s in enumerate(STEPS)]
     h["eval_loss"] = [(s, 0.004) for s in STEPS]
-    assert titles(h) == ["The train loss is close to 0", "The eval loss is close to 0"]
+    notes = curve_notes(h)
+    assert [(n.title, n.step) for n in notes] == [("The eval loss is close to 0", 10),
+                                                  ("The train loss is close to 0", 60)]
+    assert notes[1].headline() == "The train loss is close to 0 (from step 60)"
 
 
 def test_nan_and_inf_come_first_as_errors():
@@ -81,6 +84,114 @@ def test_nan_and_inf_come_first_as_errors():
     assert notes[0].severity == "error" and notes[0].title == "NaN or infinite values"
     assert "`loss` (first at step 40)" in notes[0].text
     assert "`grad_norm` (first at step 20)" in notes[0].text
+
+
+def ramp(a: float, b: float, steps=STEPS) -> list[tuple[int, float]]:
+    """A straight line from a to b over the steps."""
+    n = len(steps) - 1
+    return [(s, a + (b - a) * i / n) for i, s in enumerate(steps)]
+
+
+EVAL_STEPS = [50, 100, 150, 200]
+
+
+def only(history, config=None) -> Note:
+    notes = curve_notes(history, config)
+    assert len(notes) == 1, [n.title for n in notes]
+    return notes[0]
+
+
+def test_the_issue_s_run_is_no_longer_silent():
+    """Train loss near 0 while eval loss rose 0.85 -> 4.9, eval margins went negative and eval
+    accuracy fell below 0.5: each of these has its own note, with the step it started."""
+    h = healthy()
+    h["loss"] = [(s, 0.69 if i < 5 else 0.005) for i, s in enumerate(STEPS)]
+    h["eval_loss"] = list(zip(EVAL_STEPS, [0.85, 1.6, 3.2, 4.9], strict=True))
+    h["eval_rewards/margins"] = list(zip(EVAL_STEPS, [0.4, 0.1, -0.8, -2.5], strict=True))
+    h["eval_rewards/accuracies"] = list(zip(EVAL_STEPS, [0.62, 0.55, 0.44, 0.38], strict=True))
+    notes = {n.title: n for n in curve_notes(h)}
+    assert notes["Overfitting: eval loss rises while train loss falls"].step == 50
+    assert notes["Eval margins are negative"].step == 150
+    assert notes["Eval accuracy below 0.5"].step == 150
+    assert "The train loss is close to 0" in notes
+
+
+def test_overfitting_needs_the_train_loss_to_fall():
+    h = healthy()
+    h["eval_loss"] = list(zip(EVAL_STEPS, [0.6, 0.5, 0.7, 0.9], strict=True))
+    note = only(h)
+    assert note.title.startswith("Overfitting") and note.step == 100
+    assert "lowest (0.5) at step 100" in note.text and "early_stopping_patience" in note.fix
+    h["loss"] = ramp(0.4, 0.69)  # both rising: not overfitting (diverging, another story)
+    assert not any(t.startswith("Overfitting") for t in titles(h))
+
+
+def test_eval_accuracy_stuck_at_a_coin_flip():
+    h = healthy()
+    h["eval_rewards/accuracies"] = [(s, 0.5) for s in EVAL_STEPS]
+    note = only(h)
+    assert note.title == "Eval accuracy stuck at 0.5" and note.step == 50
+    assert "learning rate" in note.fix and "identical pairs" in note.fix
+
+
+def test_eval_accuracy_that_recovers_is_not_below_a_coin():
+    h = healthy()
+    h["eval_rewards/accuracies"] = list(zip(EVAL_STEPS, [0.4, 0.45, 0.6, 0.7], strict=True))
+    assert titles(h) == []
+
+
+def test_likelihood_displacement_on_the_eval_set():
+    h = healthy()
+    h["eval_logps/chosen"] = list(zip(EVAL_STEPS, [-80.0, -80.5, -85.0, -92.0], strict=True))
+    note = only(h)
+    assert note.title == "Chosen replies are becoming less likely" and note.step == 150
+    assert "likelihood displacement" in note.text and "rpo_alpha" in note.fix
+
+
+def test_likelihood_displacement_on_the_train_trend_and_rising_logps_are_fine():
+    h = healthy()
+    h["logps/chosen"] = ramp(-80.0, -110.0)
+    assert only(h).key == "logps/chosen"
+    h["logps/chosen"] = ramp(-95.0, -80.0)
+    assert titles(h) == []
+
+
+def test_margins_exploding_say_what_beta_makes_of_them():
+    h = healthy()
+    h["rewards/margins"] = ramp(0.5, 14.0)
+    note = only(h, {"beta": 0.1})
+    assert note.title == "Margins are exploding" and note.step is not None
+    assert "With beta 0.1" in note.text and "nats" in note.text
+    assert "beta" not in only(h).text.split("grew")[1].split("Margins this")[0]
+
+
+def test_grad_norm_spike_names_its_step():
+    h = healthy()
+    h["grad_norm"] = [(s, 50.0 if s == 130 else 1.0 + 0.01 * i) for i, s in enumerate(STEPS)]
+    note = only(h)
+    assert note.title == "Gradient-norm spikes" and note.step == 130
+    h["grad_norm"] = ramp(3.0, 0.5)  # a norm that settles is healthy
+    assert titles(h) == []
+
+
+def test_grad_norm_spike_is_seen_in_a_long_live_history():
+    from dpo_core.training.history import LiveHistory
+
+    live = LiveHistory()
+    live.add(rows("grad_norm", [(s, 40.0 if s == 2711 else 1.0) for s in range(5000)]))
+    assert [(n.title, n.step) for n in live_notes(live)] == [("Gradient-norm spikes", 2711)]
+
+
+def test_a_learning_rate_that_never_warmed_up():
+    h = healthy()
+    h["learning_rate"] = ramp(1e-7, 2e-6)
+    note = only(h, {"learning_rate": 5e-6})
+    assert note.title == "The learning rate never warmed up" and note.step == 10
+    assert "5e-06" in note.text and "warmup" in note.fix
+    h["learning_rate"] = ramp(5e-6, 0.0)  # a normal linear decay after warm-up
+    assert titles(h) == []
+    h["learning_rate"] = [(s, 0.0) for s in STEPS]
+    assert only(h).title == "The learning rate is 0"
 
 
 def test_history_as_long_and_wide_frames():
@@ -123,14 +234,6 @@ def test_leaderboard_orders_by_eval_accuracy_then_eval_loss():
     assert [r["name"] for r in rows] == ["b", "c", "a", "d"]
     assert rows[0] == {"name": "b", "id": "b", "beta": 0.2, "eval_loss": 0.6,
                        "eval_rewards/accuracies": 0.9, "runtime": 20.0}
-
-
-def test_leaderboard_of_the_orca_sweep_export():
-    rows = rank_runs(sweep_runs_from_csv(shared_data("orca-sweep", "wandb_sweep_export.csv")))
-    accuracies = [r["eval_rewards/accuracies"] for r in rows]
-    assert accuracies == sorted(accuracies, reverse=True)
-    assert rows[0]["name"] == "ruby-sweep-8"
-    assert rows[0]["per_device_train_batch_size"] == 8 and rows[0]["beta"] == 0.1
 
 
 def test_last_values_of_runs_reads_the_last_value_per_run(store):

@@ -6,7 +6,8 @@ import pytest
 
 from dpo_core.device import DeviceInfo
 from dpo_core.recipes import recipe_paths
-from dpo_core.training.config import RunConfig, to_trl, validate
+from dpo_core.training.config import RunConfig, validate
+from dpo_core.training.trl_args import to_trl
 
 # training recipes; pair builds (recipes/generate) and sweeps (recipes/sweeps) are tested with
 # their builders and sweeps

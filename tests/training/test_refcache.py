@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from dpo_core.training import runs
-from dpo_core.training.config import LoraSettings, RunConfig
+from dpo_core.training.config import RunConfig
 from dpo_core.training.refcache import CACHE_DIR, cache_key, read_cache, write_cache
-from tests.support import toy_dataset
+from tests.support import tiny_config, toy_dataset
 
 
 @pytest.fixture
@@ -17,13 +17,9 @@ def toy(store, workspace_with_tiny):
     return toy_dataset(store, 12, 0)
 
 
-def tiny_config(**kw) -> RunConfig:
-    base = dict(model="builtin:tiny", dataset="toy", max_steps=3, logging_steps=1, save_steps=10,
-                per_device_train_batch_size=2, learning_rate=1e-3, max_length=64,
-                max_prompt_length=32, sample_prompts=0, precompute_ref_log_probs=True,
-                lora=LoraSettings(r=4, alpha=8, dropout=0.0))
-    base.update(kw)
-    return RunConfig(**base)
+def cached_config(**kw) -> RunConfig:
+    return tiny_config(**{"save_steps": 10, "sample_prompts": 0,
+                          "precompute_ref_log_probs": True, **kw})
 
 
 def losses(store, run_id: str) -> list[float]:
@@ -40,14 +36,17 @@ def train(store, workspace, cfg: RunConfig) -> str:
 
 
 def test_key_changes_with_every_input():
-    base = dict(model_fingerprint="m", pairs_hash="p", prompt_format={"kind": "plain"},
-                max_length=64, truncation_mode="keep_start", dtype="torch.float32")
-    key = cache_key(**base)
-    assert key == cache_key(**base)
-    for change in (dict(pairs_hash="q"), dict(max_length=128), dict(model_fingerprint="n"),
-                   dict(prompt_format={"kind": "chat"}), dict(truncation_mode="keep_end"),
-                   dict(dtype="torch.bfloat16")):
-        assert cache_key(**{**base, **change}) != key, change
+    base = dict(model="m", model_files=[], pairs="p", format={"kind": "plain"}, max_length=64,
+                max_prompt_length=32, too_long="drop", truncation="keep_start", ld_alpha=None,
+                dtype="torch.float32", precision="fp32")
+    key = cache_key(base)
+    assert key == cache_key(dict(base))
+    for change in (dict(pairs="q"), dict(max_length=128), dict(model="n"),
+                   dict(format={"kind": "chat"}), dict(truncation="keep_end"),
+                   dict(dtype="torch.bfloat16"), dict(max_prompt_length=16),
+                   dict(too_long="truncate"), dict(precision="bf16"),
+                   dict(model_files=[["w", 1, 2]])):
+        assert cache_key({**base, **change}) != key, change
 
 
 def test_a_short_or_damaged_file_is_not_read(tmp_path):
@@ -62,18 +61,18 @@ def test_a_short_or_damaged_file_is_not_read(tmp_path):
 @pytest.mark.slow
 def test_losses_are_identical_with_the_cache(store, workspace, toy, monkeypatch):
     cache = workspace.cache / CACHE_DIR
-    first = train(store, workspace, tiny_config(name="fills"))
+    first = train(store, workspace, cached_config(name="fills"))
     files = sorted(cache.glob("*.jsonl"))
     assert len(files) == 1  # train split only (no eval split here)
-    second = train(store, workspace, tiny_config(name="reads"))
+    second = train(store, workspace, cached_config(name="reads"))
     assert sorted(cache.glob("*.jsonl")) == files  # reused, not recomputed under a new key
     log = Path(runs.get_run(store, second)["run_dir"]) / "worker.log"
     assert "cache hit" in log.read_text()
     assert losses(store, first) == losses(store, second) and len(losses(store, first)) == 3
     monkeypatch.setenv("DPO_LAB_NO_REF_CACHE", "1")
-    plain = train(store, workspace, tiny_config(name="no cache", precompute_ref_log_probs=False))
+    plain = train(store, workspace, cached_config(name="no cache", precompute_ref_log_probs=False))
     assert losses(store, plain) == pytest.approx(losses(store, first), rel=1e-4)
     monkeypatch.delenv("DPO_LAB_NO_REF_CACHE")
-    train(store, workspace, tiny_config(name="longer", max_length=48))
-    train(store, workspace, tiny_config(name="fewer pairs", max_train_pairs=8))
+    train(store, workspace, cached_config(name="longer", max_length=48))
+    train(store, workspace, cached_config(name="fewer pairs", max_train_pairs=8))
     assert len(list(cache.glob("*.jsonl"))) == 3  # each changed input got its own key

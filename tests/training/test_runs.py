@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -13,34 +12,14 @@ import pytest
 from dpo_core.jobs import lifecycle, processes, rows
 from dpo_core.training import metrics, runs
 from dpo_core.training.checkpoints import COMPLETE_MARKER, last_complete_checkpoint
-from dpo_core.training.config import LoraSettings, RunConfig
-from tests.support import toy_dataset
+from dpo_core.training.config import RunConfig
+from tests.support import tiny_config, toy_dataset, wait_until
 
 
 @pytest.fixture
 def toy(store, workspace_with_tiny):
     """A 16-train / 4-eval dataset in a workspace whose builtin:tiny is prepared."""
     return toy_dataset(store, 16, 4)
-
-
-def tiny_config(**kw) -> RunConfig:
-    base = dict(model="builtin:tiny", dataset="toy", max_steps=3, logging_steps=1, save_steps=2,
-                per_device_train_batch_size=2, learning_rate=1e-3, max_length=64,
-                max_prompt_length=32, sample_prompts=1, sample_max_new_tokens=4,
-                lora=LoraSettings(r=4, alpha=8, dropout=0.0))
-    base.update(kw)
-    return RunConfig(**base)
-
-
-def wait_until(predicate, what: str, limit: float = 300.0):
-    # a generous ceiling only so a broken worker cannot hang the suite; tests never assert on time
-    end = time.monotonic() + limit
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def loss_steps(store, run_id: str) -> list[int]:

@@ -9,7 +9,7 @@ import pytest
 
 from dpo_core.cluster.targets import SlurmTarget, save_target
 from dpo_core.store import Store
-from tests.e2e.conftest import browser, page  # noqa: F401 (the browser fixtures)
+from tests.cluster.conftest import slurm_cluster  # noqa: F401 (the one-node cluster, session-wide)
 from tests.e2e.test_train_runs import LOSS_POINTS_JS, _open, _set_number, _settle, _wait_until
 from tests.support import StreamlitServer, wait_for_app
 
@@ -27,8 +27,8 @@ def _kept(pg, label: str, value) -> bool:
 
 @pytest.mark.e2e
 @pytest.mark.slurm
-def test_a_run_on_the_slurm_target_shows_its_live_curve(workspace_with_tiny, slurm_cluster,
-                                                         page):  # noqa: F811
+def test_a_run_on_the_slurm_target_shows_its_live_curve(
+        workspace_with_tiny, slurm_cluster, page):  # noqa: F811 (the imported fixture)
     home = workspace_with_tiny.home
     db = Store(workspace_with_tiny.db_path)
     save_target(db, SlurmTarget(name="one", partition="debug", time_limit="10",

@@ -227,11 +227,12 @@ def accepted_loss_types() -> tuple[str, ...]:
 
 def validate(cfg: RunConfig, device=None, store=None, workspace=None) -> RunConfig:
     """Check numbers and combinations before anything starts; raises ConfigError naming the field.
-    With a store it also checks the dataset (exists, has train pairs) and that the model resolves.
-    """
+    With a store it also checks the dataset and the model. A cluster run's device is not this
+    machine's (Slurm's request says what it gets), so only a local run is checked against it."""
     for part in (_check_choices, _check_execution, _check_counts, _check_schedule, _check_lora):
         part(cfg)
-    _check_device(cfg, device or detect_device())
+    if cfg.target == "local":
+        _check_device(cfg, device or detect_device())
     if store is not None:
         _check_dataset(cfg, store)
         _check_model(cfg, workspace)
@@ -352,9 +353,8 @@ def _check_lora(c: RunConfig) -> None:
 
 def _check_device(c: RunConfig, device) -> None:
     if c.method == "qlora":
-        check(device.kind == "cuda", "method", c.method,
-              f"QLoRA (4-bit) needs a CUDA GPU and this machine has {device.kind}; "
-              "use method: lora.")
+        check(device.kind == "cuda", "method", c.method, "QLoRA (4-bit) needs a CUDA GPU and "
+              f"this machine has {device.kind}; use method: lora.")
     if c.precision == "fp16":
         check(device.kind != "cpu", "precision", c.precision,
               "fp16 training needs a GPU; use auto or fp32.")

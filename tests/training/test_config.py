@@ -140,3 +140,12 @@ def test_max_length_shorter_than_prompts_is_refused(store, workspace_with_tiny):
     tok = load_tokenizer(resolve_path("builtin:tiny"))
     assert len(tok(row["prompt"], add_special_tokens=False)["input_ids"]) <= 9
     assert row["prompt"].endswith("assistant\n")
+
+
+def test_a_cluster_run_is_not_refused_for_this_machines_device():
+    """QLoRA and fp16 need a GPU: refused for a run on this CPU machine, not for a run sent to a
+    cluster target, whose nodes have the GPUs."""
+    gpu_run = cfg(method="qlora", precision="fp16", target="gpu-cluster")
+    assert validate(gpu_run, CPU) is gpu_run
+    with pytest.raises(ConfigError, match="QLoRA"):
+        validate(dataclasses.replace(gpu_run, target="local"), CPU)

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
+from dpo_core.cluster.targets import target_names
 from dpo_core.fields import field_help
 from dpo_core.publish.model_export import export_run
 from dpo_core.recipes import recipe_names, recipe_path
@@ -47,11 +48,14 @@ def parameters_from_table(table: pd.DataFrame) -> dict:
 
 def form() -> None:
     with st.form("sweep_form"):
-        c = st.columns([2, 1, 1])
+        c = st.columns([2, 1, 1, 1])
         name = c[0].text_input("Name", "sweep", help=HELP["name"])
         base = c[1].selectbox("Base recipe", recipe_names("train"), help=HELP["base"])
         dataset = c[2].text_input("Dataset (base)", "", help="Fixes the base config's dataset; "
                                   "'' keeps the recipe's.")
+        target = c[3].selectbox("Target", target_names(store()),
+                                help="Where every trial trains: this machine (local) or a "
+                                     "cluster target from Settings.")
         st.caption("Parameters: dotted RunConfig keys (`lora.r`) or `dataset`; choice takes "
                    "comma-separated values, the others min and max.")
         table = st.data_editor(DEFAULT_PARAMS, num_rows="dynamic", key="sweep_params",
@@ -72,6 +76,8 @@ def form() -> None:
         overrides = yaml.safe_load(fixed or "{}") or {}
         if dataset.strip():
             overrides["dataset"] = dataset.strip()
+        if target != "local":
+            overrides["target"] = target
         cfg = SweepConfig(name=name, base=str(recipe_path("train", base)), set=overrides,
                                  parameters=parameters_from_table(table), method=method,
                                  metric=metric, goal=goal, budget=int(budget),

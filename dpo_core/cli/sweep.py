@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="fix a field of the base run config (dotted keys); repeatable")
     p.add_argument("--budget", type=int, help="number of runs (overrides the file)")
+    p.add_argument("--target", metavar="NAME",
+                   help="where every trial trains: local or a cluster target (`targets list`)")
     p.add_argument("--detach", action="store_true", help="print the sweep id and return")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_sweep)
@@ -43,6 +45,8 @@ def cmd_sweep(args) -> int:
     for item in args.overrides:
         key, _, raw = item.partition("=")
         cfg.set[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    if args.target:
+        cfg.set["target"] = args.target
     if args.budget is not None:
         cfg.budget = args.budget  # validation refuses 0 or less
     store = open_store()

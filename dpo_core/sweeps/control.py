@@ -10,6 +10,7 @@ import secrets
 import time
 from pathlib import Path
 
+from ..cluster.targets import LOCAL, get_target
 from ..errors import ConfigError, JobError, NotFoundError
 from ..jobs.lifecycle import job_status, start_job
 from ..jobs.rows import FINAL
@@ -90,6 +91,7 @@ def create_sweep(store: Store, cfg: SweepConfig) -> str:
     if isinstance(cfg.base, str) and cfg.base and not Path(cfg.base).is_absolute():
         cfg = dataclasses.replace(cfg, base=str(Path(cfg.base).resolve()))
     validate_sweep(cfg)
+    get_target(store, cfg.set.get("target") or LOCAL)  # an unknown target: refused, named
     sweep_id = new_sweep_id()
     with store.write() as conn:
         conn.execute("INSERT INTO sweeps(id, name, config_json, status, created) "

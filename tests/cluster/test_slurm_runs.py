@@ -202,6 +202,18 @@ def test_two_processes_under_slurm(store, toy, slurm_cluster):
         in log
 
 
+def test_a_sweep_sent_to_a_target_trains_every_trial_there(store, toy, slurm_target, capsys):
+    from dpo_core.cli.main import main as cli
+    from dpo_core.recipes import recipe_path
+
+    assert cli(["sweep", str(recipe_path("sweeps", "tiny-random")), "--target", "one",
+                "--set", "dataset=toy", "--budget", "2", "--json"]) == 0, capsys.readouterr()
+    trials = store.query("SELECT run_id FROM sweep_trials ORDER BY number")
+    hosts = [runs.get_run(store, t["run_id"])["host"] for t in trials]
+    assert hosts == ["slurm:one", "slurm:one"]  # trial 0 fails on purpose, on the cluster too
+    assert runs.get_run(store, trials[1]["run_id"])["status"] == "completed"
+
+
 @pytest.mark.parametrize("target,words,fix", [
     (SlurmTarget(name="bad", partition="nosuch"), "Invalid partition name specified",
      "sinfo -s"),

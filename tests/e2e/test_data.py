@@ -5,6 +5,7 @@ what the page shows (no fixed sleeps)."""
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from dpo_core.data import browse, edits
 from dpo_core.store import Store
@@ -139,6 +140,10 @@ def test_review_keys_change_no_pair_from_other_tabs_or_text_fields(tmp_path, pag
                          ).first.wait_for()
         swapped = edits.get_pair(db, first.id)
         assert (swapped.chosen, swapped.rejected) == (first.rejected, first.chosen)
+        # the message is drawn before the Undo button: press U once the button says what it undoes
+        undo = page.get_by_role("button", name=f"Undo on pair {first.id}")
+        expect(undo).to_be_enabled(timeout=60_000)
+        _settle(page)
         page.keyboard.press("u")
         page.get_by_text(f"Undid the verdict on pair {first.id}", exact=False).first.wait_for()
         back = edits.get_pair(db, first.id)

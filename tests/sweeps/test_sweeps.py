@@ -117,6 +117,12 @@ def test_a_zero_budget_is_refused_not_ignored(store, toy, capsys):
     assert "budget is 0" in capsys.readouterr().err
 
 
+def test_a_sweep_on_an_unknown_target_is_refused_before_it_starts(store, toy, capsys):
+    assert cli(["sweep", str(recipe_path("sweeps", "tiny-random")), "--target", "gpu-farm"]) == 2
+    assert "'gpu-farm', which is not a cluster target" in capsys.readouterr().err
+    assert store.scalar("SELECT COUNT(*) FROM sweeps") == 0
+
+
 @pytest.mark.slow
 def test_a_sweep_from_another_folder_whose_every_trial_failed_is_failed(store, toy, capsys,
                                                                        tmp_path, monkeypatch):

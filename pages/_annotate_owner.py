@@ -1,12 +1,13 @@
-"""The Annotate page's owner and viewer sections: tasks (create, progress), agreement with its
-plot, the disagreement queue to adjudicate, and the consensus dataset. Every call is checked
-for the role in the library too."""
+"""The Annotate page's owner and viewer sections: people (accounts and roles), tasks (create,
+progress), agreement with its plot, the disagreement queue to adjudicate, and the consensus
+dataset. Every call is checked for the role in the library too."""
 
 from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
 
+from dpo_core.annotation.accounts import ROLES, add_account, disable_account, list_accounts
 from dpo_core.annotation.agreement import adjudicate, disagreements, task_agreement
 from dpo_core.annotation.consensus import consensus_dataset
 from dpo_core.annotation.judgments import LABELS, progress
@@ -14,6 +15,40 @@ from dpo_core.annotation.tasks import MAX_K, create_task, list_tasks
 from dpo_core.data.checks import CHECKS
 from dpo_core.data.datasets import dataset_names
 from pages._widgets import ensure_routed, errors_shown, store
+
+
+def people_section(actor) -> None:
+    """The lab's accounts, and the forms that add and disable them (owners only)."""
+    people = list_accounts(store())
+    if people:
+        st.dataframe(pd.DataFrame([{"name": a.name, "role": a.role,
+                                    "signs in with": "OIDC provider" if a.oidc else "password",
+                                    "disabled": a.disabled} for a in people]), hide_index=True)
+    else:
+        st.info("No accounts: this is a single-user lab and you are its owner. The first account "
+                "you add must be an owner; from then on everyone signs in.")
+    with st.form("annotate_new_account", clear_on_submit=True):
+        st.subheader("Add an account")
+        cols = st.columns(3)
+        name = cols[0].text_input("Name (an e-mail address for the OIDC login)")
+        role = cols[1].selectbox("Role", ROLES, index=0 if not people else 1)
+        password = cols[2].text_input("Password (8+ characters)", type="password")
+        oidc = st.checkbox("Signs in with the lab's OIDC provider (secrets.toml [auth]); no "
+                           "password")
+        added = st.form_submit_button("Add account")
+    if added:
+        with errors_shown():
+            made = add_account(store(), actor, name, None if oidc else password, role, oidc=oidc)
+            st.success(f"Added {made.name} ({made.role}).")
+    live = [a.name for a in people if not a.disabled and a.name != actor.name]
+    if live:
+        cols = st.columns([3, 1])
+        who = cols[0].selectbox("Disable an account (its sessions end now)", live,
+                                key="annotate_disable_who")
+        if cols[1].button("Disable", key="annotate_disable"):
+            with errors_shown():
+                disable_account(store(), actor, who)
+                st.rerun()
 
 
 def tasks_section(actor) -> None:

@@ -8,7 +8,7 @@ import streamlit as st
 from dpo_core.annotation.judgments import STRENGTHS, judge, next_item, progress
 from dpo_core.annotation.tasks import list_tasks
 from pages._accounts import sign_in_form, sign_out_button, signed_in_account
-from pages._annotate_owner import agreement_section, tasks_section
+from pages._annotate_owner import agreement_section, people_section, tasks_section
 from pages._widgets import ensure_routed, errors_shown, store
 
 ensure_routed()
@@ -85,7 +85,7 @@ if actor is None:
     sign_in_form()
 else:
     sign_out_button(actor)
-    sections = {"owner": ["Review queue", "Tasks", "Agreement"],
+    sections = {"owner": ["Review queue", "Tasks", "Agreement", "People"],
                 "annotator": ["Review queue"], "viewer": ["Agreement"]}[actor.role]
     section = sections[0] if len(sections) == 1 else st.radio(
         "Section", sections, horizontal=True, key="annotate_section")
@@ -93,5 +93,7 @@ else:
         queue_section(actor)
     elif section == "Tasks":
         tasks_section(actor)
+    elif section == "People":
+        people_section(actor)
     else:
         agreement_section(actor)

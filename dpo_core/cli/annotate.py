@@ -66,6 +66,9 @@ def _register_accounts(groups) -> None:
     p.add_argument("--role", choices=ROLES, default="annotator")
     p.add_argument("--password-stdin", action="store_true",
                    help="read the password from standard input instead of asking")
+    p.add_argument("--oidc", action="store_true",
+                   help="NAME is the e-mail address the lab's OIDC login (secrets.toml [auth]) "
+                        "signs in; the account has no password")
     add_verb(verbs, "list", "list the accounts", cmd_accounts_list)
     add_verb(verbs, "disable", "disable an account (it cannot log in)",
              cmd_accounts_disable).add_argument("name")
@@ -96,16 +99,18 @@ def _say(args, value, text: str) -> int:
 
 
 def cmd_accounts_add(args) -> int:
-    password = (sys.stdin.readline().rstrip("\n") if args.password_stdin
-                else getpass.getpass(f"Password for {args.name}: "))
-    account = add_account(open_store(), LOCAL_OWNER, args.name, password, args.role)
+    password = (None if args.oidc else sys.stdin.readline().rstrip("\n")
+                if args.password_stdin else getpass.getpass(f"Password for {args.name}: "))
+    account = add_account(open_store(), LOCAL_OWNER, args.name, password, args.role,
+                          oidc=args.oidc)
     return _say(args, account.__dict__, f"added {account.name} ({account.role})")
 
 
 def cmd_accounts_list(args) -> int:
     found = list_accounts(open_store())
     return _say(args, [a.__dict__ for a in found], "\n".join(
-        f"{a.name}  {a.role}{'  disabled' if a.disabled else ''}" for a in found)
+        f"{a.name}  {a.role}{'  (OIDC sign-in)' if a.oidc else ''}"
+        f"{'  disabled' if a.disabled else ''}" for a in found)
         or "no accounts: a single-user lab")
 
 

@@ -102,3 +102,47 @@ def test_the_first_account_is_an_owner(memory_store):
     with pytest.raises(DataError, match="first account must be an owner"):
         add_account(memory_store, LOCAL_OWNER, "ann", PASSWORD, "annotator")
     assert not accounts_exist(memory_store)
+
+
+# ---------------------------------------------------------------------------------------------
+# The OIDC login (Streamlit's st.login): the provider says who, the owner's account says what
+# ---------------------------------------------------------------------------------------------
+def test_an_oidc_account_signs_in_by_its_verified_address_only(memory_store):
+    team(memory_store, "ann")
+    boss = accounts.get_account(memory_store, "boss")
+    made = add_account(memory_store, boss, "Cy@Uni.edu", None, "annotator", oidc=True)
+    assert made.name == "cy@uni.edu" and made.oidc
+    token = accounts.oidc_login(memory_store, "CY@uni.edu", True)
+    assert session_account(memory_store, token) == made
+    with pytest.raises(AccessError, match="not verified"):
+        accounts.oidc_login(memory_store, "cy@uni.edu", False)
+    with pytest.raises(AccessError, match="eve@uni.edu has no account.*--oidc"):
+        accounts.oidc_login(memory_store, "eve@uni.edu", True)
+    with pytest.raises(AccessError, match="gave no e-mail"):
+        accounts.oidc_login(memory_store, None, True)
+
+
+def test_a_password_account_is_never_opened_by_the_provider_nor_an_oidc_one_by_a_password(
+        memory_store):
+    team(memory_store, "ann")
+    boss = accounts.get_account(memory_store, "boss")
+    with pytest.raises(AccessError, match="has no account"):  # a password account, same name
+        accounts.oidc_login(memory_store, "ann", True)
+    add_account(memory_store, boss, "cy@uni.edu", None, "annotator", oidc=True)
+    with pytest.raises(AccessError, match="Wrong name or password"):
+        login(memory_store, "cy@uni.edu", "oidc")
+    disable_account(memory_store, boss, "cy@uni.edu")
+    with pytest.raises(AccessError, match="disabled"):
+        accounts.oidc_login(memory_store, "cy@uni.edu", True)
+
+
+@pytest.mark.parametrize("name,password,match", [
+    ("not-an-address", None, "not an e-mail address"),
+    ("cy@uni.edu", "a-long-password", "has no password"),
+])
+def test_bad_oidc_accounts_are_refused(memory_store, name, password, match):
+    team(memory_store, "ann")
+    boss = accounts.get_account(memory_store, "boss")
+    with pytest.raises(DataError, match=match):
+        add_account(memory_store, boss, name, password, "annotator", oidc=True)
+    assert [a.name for a in accounts.list_accounts(memory_store)] == ["boss", "ann"]

@@ -115,3 +115,67 @@ def test_with_accounts_app_asks_who_first_and_an_annotator_gets_only_annotate(la
 def test_without_accounts_the_app_opens_home_as_before(lab):
     at = open_page("pages/home.py")
     assert at.title[0].value == "DPO Lab" and "Sign in" not in [b.label for b in at.button]
+
+
+AUTH = {"auth": {"redirect_uri": "http://localhost:8501/oauth2callback",
+                 "cookie_secret": "a-test-cookie-secret", "client_id": "lab",
+                 "client_secret": "s", "server_metadata_url":
+                 "http://127.0.0.1:9/.well-known/openid-configuration"}}
+
+
+def app_with_provider(identity, monkeypatch):
+    """app.py with an OIDC provider configured and (faked: no provider is reachable here) the
+    identity it signed in; Streamlit checks the provider's token before st.user has it."""
+    from streamlit.testing.v1 import AppTest
+
+    import pages._accounts
+    from tests.support import REPO
+
+    if identity is not None:
+        monkeypatch.setattr(pages._accounts, "provider_identity", lambda: identity)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    at.secrets.update(AUTH)
+    return at
+
+
+def test_with_oidc_configured_the_sign_in_offers_the_provider(lab, monkeypatch):
+    team(open_store(), "ann")
+    at = app_with_provider(None, monkeypatch)  # nobody signed in at the provider (st.user)
+    at.run()
+    assert not at.exception
+    assert [b.label for b in at.button] == ["Sign in with your organisation", "Sign in"]
+
+
+def test_the_provider_opens_the_session_of_its_oidc_account_and_no_other(lab, monkeypatch):
+    from dpo_core.annotation.accounts import add_account, get_account
+
+    store = open_store()
+    team(store, "ann")
+    add_account(store, get_account(store, "boss"), "cy@uni.edu", None, "annotator", oidc=True)
+    at = app_with_provider(("cy@uni.edu", True), monkeypatch)
+    at.run()
+    assert not at.exception and [t.value for t in at.title] == ["Annotate"]
+    assert "Signed in as **cy@uni.edu** (annotator)" in [c.value for c in at.caption]
+    stranger = app_with_provider(("eve@uni.edu", True), monkeypatch)
+    stranger.run()
+    assert [t.value for t in stranger.title] == ["DPO Lab"]  # still the sign-in
+    assert "eve@uni.edu has no account in this lab" in stranger.error[0].value
+    assert "Sign out of the provider" in [b.label for b in stranger.button]
+
+
+def test_an_owner_adds_and_disables_accounts_on_the_people_section(lab):
+    from dpo_core.annotation.accounts import get_account
+
+    store = open_store()
+    team(store, "ann")
+    at = open_page(PAGE, _annotation_token=login(store, "boss", PASSWORD))
+    at.radio[0].set_value("People").run()
+    assert at.dataframe[0].value["name"].tolist() == ["boss", "ann"]
+    at.text_input[0].input("cy@uni.edu")
+    at.checkbox[0].check()
+    button(at, "Add account").click().run()
+    assert not at.exception and "Added cy@uni.edu (annotator)." in at.success[0].value
+    assert get_account(store, "cy@uni.edu").oidc
+    at.selectbox(key="annotate_disable_who").set_value("ann")
+    at.button(key="annotate_disable").click().run()
+    assert get_account(store, "ann").disabled

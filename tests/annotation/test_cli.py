@@ -55,3 +55,13 @@ def test_errors_exit_2_with_the_fix(workspace, capsys):
     assert "Fix: Lower k to 1" in err
     assert main(["annotate", "judge", "nope", "--as", "ann", "--json"]) == 2
     assert json.loads(capsys.readouterr().out)["kind"] == "NotFoundError"
+
+
+def test_an_oidc_account_is_added_without_a_password(workspace, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    run(capsys, "annotate", "accounts", "add", "boss", "--role", "owner", "--password-stdin")
+    monkeypatch.setattr("getpass.getpass", lambda *_: (_ for _ in ()).throw(AssertionError))
+    made = run(capsys, "annotate", "accounts", "add", "Ann@Uni.edu", "--oidc")  # never asked
+    assert (made["name"], made["role"], made["oidc"]) == ("ann@uni.edu", "annotator", True)
+    assert main(["annotate", "accounts", "list"]) == 0
+    assert "ann@uni.edu  annotator  (OIDC sign-in)" in capsys.readouterr().out

@@ -266,15 +266,15 @@ def _reference(cfg, lengths, device, memory, cache_hit) -> Choice:
                       "exact pairs are cached already", "planned", default)
     n = len(lengths.prompt) if lengths else 0
     seen = _pairs_seen(cfg, n)
-    if n and seen >= n:
+    if n and seen > n:
         return Choice("precompute_ref_log_probs", True,
                       f"the run passes {seen / n:.1f} times over its {n} pairs: the reference "
                       "runs once per pair instead of every step (and is cached for resumes and "
                       "sweeps)", "planned", default)
     return Choice("precompute_ref_log_probs", False,
-                  f"the run sees {seen} of {n} pairs once; precomputing all of them costs more "
-                  "than it saves" if n else "the number of pairs is not known yet",
-                  "planned", default)
+                  f"the run sees {seen} of its {n} pairs at most once: a reference pass over "
+                  "every pair first would cost as much as it saves, plus its set-up" if n
+                  else "the number of pairs is not known yet", "planned", default)
 
 
 def _attention(cfg, lengths, device, memory, _hit) -> Choice:

@@ -115,22 +115,40 @@ def write_cache(path: Path, chosen: list[float], rejected: list[float]) -> None:
 
 def applies(cfg) -> bool:
     """The cache is used for precomputed references of LoRA and full runs (not QLoRA)."""
-    return cfg.precompute_ref_log_probs is True and cfg.method in ("lora", "full") \
-        and not os.environ.get(DISABLE_ENV)
+    return precomputes(cfg) and not os.environ.get(DISABLE_ENV)
+
+
+def precomputes(cfg) -> bool:
+    return cfg.precompute_ref_log_probs is True and cfg.method in ("lora", "full")
 
 
 def trainer_class(cfg, run_dir: Path, cache_root: Path):
-    """DPOTrainer, or a subclass whose reference precompute reads/writes the workspace cache."""
+    """DPOTrainer, or (reference log-probs precomputed) a subclass that names the reference by
+    the lab's key instead of hashing every weight, and reads/writes the workspace cache."""
     from trl import DPOTrainer
 
-    if not applies(cfg):
+    if not precomputes(cfg):
         return DPOTrainer
+    use_cache = applies(cfg)
 
     class CachedRefDPOTrainer(DPOTrainer):
         """DPOTrainer whose `_precompute_ref_logps` goes through the reference cache."""
 
+        def __init__(self, *args, **kwargs):
+            # TRL sha256es every weight of the reference (about a second per 100M parameters on
+            # a CPU, a minute for 7B) only to name its own temporary cache file; the lab's key
+            # names the same reference (model files, pairs, format, truncation, dtype)
+            import trl.trainer.dpo_trainer as dpo
+
+            real = dpo.hash_module
+            dpo.hash_module = lambda _module: run_key(run_dir, "train", cfg, expected_dtype(cfg))
+            try:
+                super().__init__(*args, **kwargs)
+            finally:
+                dpo.hash_module = real
+
         def _precompute_ref_logps(self, dataset, name, batch_size):
-            if name not in SPLIT_FILES:
+            if not use_cache or name not in SPLIT_FILES:
                 return super()._precompute_ref_logps(dataset, name, batch_size)
             dtype = str(next(self.model.parameters()).dtype)
             path = cache_path(cache_root, run_key(run_dir, name, cfg, dtype,

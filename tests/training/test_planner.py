@@ -74,6 +74,8 @@ def test_the_reference_is_precomputed_when_the_run_passes_over_its_pairs():
     data = spread(64)
     two_epochs = plan(RunConfig(num_train_epochs=2), data, CPU).choices
     assert two_epochs["precompute_ref_log_probs"].value is True
+    one_epoch = plan(RunConfig(num_train_epochs=1), data, CPU).choices  # saves nothing
+    assert one_epoch["precompute_ref_log_probs"].value is False
     few_steps = RunConfig(max_steps=2, per_device_train_batch_size=4)
     assert plan(few_steps, data, CPU).choices["precompute_ref_log_probs"].value is False
     assert plan(few_steps, data, CPU, cache_hit=True).choices[

@@ -76,3 +76,33 @@ def test_losses_are_identical_with_the_cache(store, workspace, toy, monkeypatch)
     train(store, workspace, cached_config(name="longer", max_length=48))
     train(store, workspace, cached_config(name="fewer pairs", max_train_pairs=8))
     assert len(list(cache.glob("*.jsonl"))) == 3  # each changed input got its own key
+
+
+def test_the_reference_is_named_by_the_lab_key_never_by_hashing_every_weight(store, workspace,
+                                                                            toy, monkeypatch):
+    """TRL sha256es every weight to name its temporary precompute file (a minute for a 7B
+    model); the lab's key names the same reference, so the weights are never hashed."""
+    import trl.trainer.dpo_trainer as dpo
+
+    from dpo_core.device import detect_device
+    from dpo_core.training.refcache import expected_dtype, run_key
+    from dpo_core.training.trl_args import to_trl
+    from dpo_core.training.worker import lab_trainer, load_base_model, load_pairs
+
+    def hashed(_module):
+        raise AssertionError("every weight of the reference was hashed")
+
+    monkeypatch.setattr(dpo, "hash_module", hashed)
+    monkeypatch.setenv("DPO_LAB_NO_REF_CACHE", "1")  # even without the workspace cache
+    cfg = cached_config(name="named")
+    run_dir = Path(runs.get_run(store, runs.start_run(store, cfg, workspace,
+                                                      launch=False))["run_dir"])
+    args, peft_config = to_trl(cfg, run_dir, detect_device())
+    model, tok, _ = load_base_model(run_dir, cfg, detect_device())
+    train_set, _ = load_pairs(run_dir, cfg, tok)
+    trainer = lab_trainer(cfg, run_dir, workspace.cache)(
+        model=model, args=args, train_dataset=train_set, processing_class=tok,
+        peft_config=peft_config)
+    assert trainer._precompute_model_hash == run_key(run_dir, "train", cfg, expected_dtype(cfg))
+    assert len(trainer.train_dataset["ref_chosen_logps"]) == len(train_set)
+    assert dpo.hash_module is hashed  # put back as it was

@@ -149,6 +149,21 @@ def submit(target: SlurmTarget, job_id: str, run_dir: Path, env: dict | None = N
     return slurm_id
 
 
+def find_job(job_id: str, since: float) -> str | None:
+    """Slurm's id of the job this lab submitted for `job_id` at or after `since` (a lab that
+    died between sbatch and writing the id down finds it again instead of submitting twice):
+    a pending or running one from squeue, else one accounting remembers; None when none."""
+    done = _command(["squeue", "-h", "-n", f"dpo-{job_id}", "-o", "%i"])
+    ids = done.stdout.split() if done.returncode == 0 else []
+    if ids:
+        return ids[-1]
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 60))
+    done = _command(["sacct", "-n", "-X", "-P", "--name", f"dpo-{job_id}", "-S", start, "-o",
+                     "JobID"])
+    ids = [i for i in done.stdout.split() if i.isdigit()] if done.returncode == 0 else []
+    return ids[-1] if ids else None
+
+
 def job_state(slurm_id: str) -> dict | None:
     """{"state", "reason", "exit_code"} of a job from squeue, else sacct, else scontrol (a job
     that ended a while ago); None when Slurm no longer knows it. Asked at most once a second per

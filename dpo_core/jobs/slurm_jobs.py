@@ -42,20 +42,32 @@ def prepare(store: Store, target_name: str, run_dir: Path) -> SlurmTarget:
 
 def start(store: Store, job_id: str, kind: str, name: str, config: dict, run_dir: Path,
           target: SlurmTarget, *, owned_dir: bool, **row) -> None:
-    """Submit a new job, then insert its row queued with Slurm's job id. A refused submission
-    leaves no row (and no folder, when the folder was made for this job)."""
-    try:
-        slurm_id = slurm.submit(target, job_id, run_dir, slurm.clean_env(dict(os.environ)))
-    except DPOLabError:
-        if owned_dir:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
+    """Insert the row queued and claimed for submission, submit, then write Slurm's job id. A
+    refused submission leaves no row (and no folder, when the folder was made for this job); a
+    lab that dies between the two finds the submitted job again (`resubmit`)."""
     result = {**json.loads(row.pop("result_json", "{}") or "{}"), "channel": True,
-              "slurm": _submitted(slurm_id, target)}
+              "slurm": {"submitting": now(), "target": target.name}}
     with store.write() as conn:
         insert_job(conn, job_id, kind, name, config, str(run_dir), host=HOST_PREFIX + target.name,
                    result_json=dumps(result), **row)
+    try:
+        slurm_id = slurm.submit(target, job_id, run_dir, slurm.clean_env(dict(os.environ)))
+    except DPOLabError:
+        with store.write() as conn:
+            conn.execute("DELETE FROM runs WHERE id=?", (job_id,))
+        if owned_dir:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    _write_submitted(store, job_id, slurm_id, target)
     refresh(store, job_id)  # Slurm's first word on it (Priority, Resources, or running)
+
+
+def _write_submitted(store: Store, job_id: str, slurm_id: str, target: SlurmTarget) -> None:
+    with store.write() as conn:
+        row = conn.execute("SELECT result_json FROM runs WHERE id=?", (job_id,)).fetchone()
+        result = json.loads(row["result_json"] or "{}") if row else {}
+        conn.execute("UPDATE runs SET result_json=? WHERE id=?",
+                     (dumps({**result, "slurm": _submitted(slurm_id, target)}), job_id))
 
 
 def _submitted(slurm_id: str, target: SlurmTarget) -> dict:
@@ -71,6 +83,7 @@ def resubmit(store: Store, row) -> None:
         if row is None or not needs_submission(row):
             return
         result = json.loads(row["result_json"] or "{}")
+        stale = (result.get("slurm") or {}).get("submitting")
         claim = {"submitting": now(), "target": row["host"].removeprefix(HOST_PREFIX)}
         conn.execute("UPDATE runs SET result_json=? WHERE id=?",
                      (dumps({**result, "slurm": claim}), row["id"]))
@@ -78,7 +91,9 @@ def resubmit(store: Store, row) -> None:
     (run_dir / slurm.CANCEL_FILE).unlink(missing_ok=True)
     try:
         target = prepare(store, row["host"].removeprefix(HOST_PREFIX), run_dir)
-        slurm_id = slurm.submit(target, row["id"], run_dir, slurm.clean_env(dict(os.environ)))
+        # a claim that never got its id: the lab died after sbatch, so the job may exist
+        slurm_id = (slurm.find_job(row["id"], stale) if stale else None) or \
+            slurm.submit(target, row["id"], run_dir, slurm.clean_env(dict(os.environ)))
     except DPOLabError as exc:
         finish(store, row["id"], "failed", error_kind="config", error_text=str(exc),
                result_json=dumps({**result, "slurm": {**claim, "ended": now()}}))

@@ -4,6 +4,7 @@ exactly, requeued at the time limit, and with two processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -200,6 +201,34 @@ def test_two_processes_under_slurm(store, toy, slurm_cluster):
     log = (Path(runs.get_run(store, run_id)["run_dir"]) / "worker.log").read_text()
     assert "accelerate.commands.launch --num_processes 2 --num_machines 1 --machine_rank 0" \
         in log
+
+
+class LabDied(BaseException):
+    """The lab's process ending at one line (kill -9, a crash): nothing after it runs."""
+
+
+def test_a_lab_that_dies_between_sbatch_and_the_row_finds_the_job_again(store, toy,
+                                                                       slurm_target,
+                                                                       monkeypatch):
+    def die(*_args):
+        raise LabDied
+
+    monkeypatch.setattr(slurm_jobs, "_write_submitted", die)
+    with pytest.raises(LabDied):
+        runs.start_run(store, tiny_config(target="one", max_steps=2, sample_prompts=0))
+    monkeypatch.undo()
+    run_id = store.scalar("SELECT id FROM runs")  # the row was written before sbatch
+    submitted = subprocess.run(["squeue", "-h", "-n", f"dpo-{run_id}", "-o", "%i"],
+                               capture_output=True, text=True).stdout.split()
+    assert len(submitted) == 1 and not slurm_of(store, run_id).get("job_id")
+    # the lab starts again, after the claim on the submission has run out
+    result = runs.get_run(store, run_id)["result"]
+    result["slurm"]["submitting"] -= slurm_jobs.SUBMIT_CLAIM_S + 1
+    with store.write() as conn:
+        conn.execute("UPDATE runs SET result_json=? WHERE id=?", (json.dumps(result), run_id))
+    assert statuses(store, run_id)[-1] == "completed", runs.get_run(store, run_id)["error_text"]
+    assert slurm_of(store, run_id)["job_id"] == submitted[0]  # adopted, not submitted twice
+    assert loss_steps(store, run_id) == [1, 2]
 
 
 def test_a_sweep_sent_to_a_target_trains_every_trial_there(store, toy, slurm_target, capsys):

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from ..store import Store, dumps, now
-from .rows import find_row
+from .rows import find_row, offset_key
 
 CHANNEL_FILE = "channel.jsonl"
 JOB_EVENTS = ("progress", "beat", "final", "requeue", "started", "resume")  # resume: both
@@ -81,10 +81,6 @@ def read_events(path: Path, offset: int) -> tuple[list[dict], int]:
         if isinstance(event, dict) and "e" in event:
             events.append(event)
     return events, offset + end + 1
-
-
-def offset_key(job_id: str) -> str:
-    return f"channel.{job_id}"
 
 
 def ingest(store: Store, job_id: str, run_dir: str | Path, sink: str = "") -> int:

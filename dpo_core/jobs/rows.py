@@ -151,6 +151,13 @@ def finish(store: Store, job_id: str, status: str, *, only_active: bool = True, 
 
 
 def delete_job(store: Store, job_id: str) -> None:
-    """Remove a job's row (its folder is the caller's to remove)."""
+    """Remove a job's row and the offset the lab kept in its channel (its folder is the
+    caller's to remove)."""
     with store.write() as conn:
         conn.execute("DELETE FROM runs WHERE id=?", (job_id,))
+        conn.execute("DELETE FROM settings WHERE key=?", (offset_key(job_id),))
+
+
+def offset_key(job_id: str) -> str:
+    """The `settings` key of how far the lab has read a job's channel (`channel.py`)."""
+    return f"channel.{job_id}"

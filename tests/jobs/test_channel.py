@@ -61,6 +61,16 @@ def test_a_line_still_being_written_waits_and_a_torn_one_is_skipped(store, job):
     assert read_events(path, 0)[1] == path.stat().st_size
 
 
+def test_a_deleted_job_leaves_no_channel_offset_behind(store, job):
+    from dpo_core.jobs.rows import delete_job
+
+    Channel(job).append("metrics", step=1, logs={"loss": 1.0})
+    assert ingest(store, "r1", job, SINK) == 1
+    delete_job(store, "r1")
+    assert store.get_setting(channel.offset_key("r1")) is None
+    assert store.scalar("SELECT COUNT(*) FROM settings WHERE key LIKE 'channel.%'") == 0
+
+
 def test_a_requeued_worker_resuming_drops_what_was_logged_past_its_checkpoint(store, job):
     ch = Channel(job)
     for step in (1, 2, 3):

@@ -1,5 +1,5 @@
 """The journey in a real browser: three annotators in three browser contexts judge 10 pairs with
-k=2 (progress shown, no labels), then the owner sees agreement and the disagreement queue,
+k=2 (progress shown, no labels; one of them with the keyboard shortcut), then the owner sees agreement and the disagreement queue,
 adjudicates one pair and writes the consensus dataset."""
 
 from __future__ import annotations
@@ -52,12 +52,18 @@ def test_three_annotators_and_an_owner_in_the_browser(tmp_path, browser):
             if judged(store) == 20:
                 break
             for name, page in pages.items():
-                # whichever of the two the page shows now: a rerun may swap one for the other
-                # between a look and a click, and a click on a button that is gone waits forever
-                page.get_by_role("button", name=ANSWERS[name]).or_(
-                    page.get_by_role("button", name="Check again")).first.click()
+                answer = page.get_by_role("button", name=ANSWERS[name])
+                if name == "ann" and answer.first.is_visible():
+                    page.keyboard.press("a")  # ann judges with the one-key shortcut
+                else:
+                    # whichever of the two the page shows now: a rerun may swap one for the
+                    # other between a look and a click, and a click on a button that is gone
+                    # waits forever
+                    answer.or_(page.get_by_role("button", name="Check again")).first.click()
                 wait_for_app(page)
         assert judged(store) == 20
+        assert store.scalar("SELECT COUNT(*) FROM judgments WHERE annotator='ann' AND "
+                            "label IN ('chosen', 'rejected')") >= 3  # A, by key, as labels
         assert store.scalar("SELECT MAX(n) FROM (SELECT COUNT(*) AS n FROM judgments "
                             "GROUP BY pair_id)") == 2
         assert "judged by you" in pages["ann"].locator("[data-testid='stApp']").inner_text()

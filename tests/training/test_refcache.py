@@ -106,3 +106,52 @@ def test_the_reference_is_named_by_the_lab_key_never_by_hashing_every_weight(sto
     assert trainer._precompute_model_hash == run_key(run_dir, "train", cfg, expected_dtype(cfg))
     assert len(trainer.train_dataset["ref_chosen_logps"]) == len(train_set)
     assert dpo.hash_module is hashed  # put back as it was
+
+
+def test_every_input_of_a_frozen_run_is_in_its_key(tmp_path):
+    """Each thing the reference log-probs depend on, changed alone in a frozen run folder,
+    gives another key: dropping any part from `key_parts` makes this fail."""
+    import dataclasses
+    import json
+    import os
+    import time
+
+    from dpo_core.training.refcache import run_key
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model.safetensors").write_bytes(b"w" * 8)
+    run = tmp_path / "run"
+    run.mkdir()
+
+    def write(fingerprint="f1", pairs='{"prompt": "p", "chosen": "c", "rejected": "r"}\n',
+              fmt=None):
+        (run / "model.json").write_text(json.dumps({"fingerprint": fingerprint,
+                                                    "path": str(model_dir)}))
+        (run / "pairs.train.jsonl").write_text(pairs)
+        (run / "prompt_format.json").write_text(json.dumps(fmt or {"kind": "plain"}))
+
+    cfg = RunConfig(max_length=64, max_prompt_length=32, too_long="drop", precision="fp32")
+    write()
+    base = run_key(run, "train", cfg, "torch.float32")
+    assert run_key(run, "train", cfg, "torch.float32") == base
+    changes = {
+        "model fingerprint": lambda: write(fingerprint="f2"),
+        "pairs": lambda: write(pairs='{"prompt": "p", "chosen": "C", "rejected": "r"}\n'),
+        "prompt format": lambda: write(fmt={"kind": "chat"}),
+    }
+    for what, change in changes.items():
+        change()
+        assert run_key(run, "train", cfg, "torch.float32") != base, what
+        write()
+    for what, other in {"max_length": {"max_length": 128}, "too_long": {"too_long": "truncate"},
+                        "max_prompt_length": {"max_prompt_length": 16},
+                        "precision": {"precision": "bf16"}}.items():
+        assert run_key(run, "train", dataclasses.replace(cfg, **other),
+                       "torch.float32") != base, what
+    assert run_key(run, "train", cfg, "torch.bfloat16") != base, "dtype"
+    assert run_key(run, "train", cfg, "torch.float32", truncation_mode="keep_end") != base
+    assert run_key(run, "train", cfg, "torch.float32", ld_alpha=0.5) != base
+    later = time.time() + 10  # the model rewritten in place: same name and size, new values
+    os.utime(model_dir / "model.safetensors", (later, later))
+    assert run_key(run, "train", cfg, "torch.float32") != base, "model files"

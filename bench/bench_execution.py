@@ -148,9 +148,11 @@ def compare(store, model: str, dataset: str, opts) -> dict:
     import dataclasses
 
     cfg = base_config(model, dataset, opts)
+    warm_files(model)
     runs = {"lab": [], "trl-defaults": []}
-    for _ in range(opts.repeats):  # interleaved, so drifting machine load hits both alike
-        for execution in runs:
+    for repeat in range(opts.repeats):  # interleaved, so drifting machine load hits both alike
+        order = list(runs) if repeat % 2 == 0 else list(runs)[::-1]  # neither always first
+        for execution in order:
             runs[execution].append(one_run(store, dataclasses.replace(cfg, execution=execution)))
     first = runs["lab"][0]
     model_path = json.loads(Path(first["run_dir"], "model.json").read_text())["path"]
@@ -175,6 +177,19 @@ def compare(store, model: str, dataset: str, opts) -> dict:
     la, ta = lab["heldout_accuracy"], trl["heldout_accuracy"]
     out["accuracy_within_each_others_ci"] = ta[1] <= la[0] <= ta[2] and la[1] <= ta[0] <= la[2]
     return out
+
+
+def warm_files(model: str) -> None:
+    """Read the model's files once, so the first run timed does not also pay for reading them
+    from disk (its weights are memory-mapped: whichever run touches them first would)."""
+    from dpo_core.models import resolve_path
+
+    folder = Path(resolve_path(model))
+    for f in folder.rglob("*") if folder.is_dir() else []:
+        if f.is_file():
+            with open(f, "rb") as handle:
+                while handle.read(1 << 24):
+                    pass
 
 
 def childes_padding(batch: int, accumulation: int) -> dict | str:

@@ -2,10 +2,12 @@
 
 import streamlit as st
 
-from pages._accounts import sign_in_form, signed_in_account, visible_pages
+from dpo_core.access import set_resolver
+from pages._accounts import acting_account, sign_in_form, signed_in_account, visible_pages
 from pages._widgets import logged_in, login_form, pending_page, sidebar, use_router
 
 use_router()  # every URL comes through this router and its login (pages/_widgets.py)
+set_resolver(acting_account)  # owner-only library calls ask who this session is
 st.set_page_config(page_title="DPO Lab", page_icon=":material/science:", layout="wide")
 
 PAGES = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 
+from .access import as_lab
 from .jobs.lifecycle import job_status, list_jobs, start_job
 from .jobs.rows import ACTIVE
 from .models import DEFAULT_SPEC, model_state
@@ -50,7 +51,8 @@ def bootstrap(ws: Workspace | None = None, prepare: bool = True) -> dict:
     from .data.demo_datasets import seed_workspace
 
     ws = ws or get_workspace()
-    seed_workspace(open_store(ws.db_path))
-    want = prepare and os.environ.get("DPO_LAB_NO_PREPARE") != "1"
-    status = start_prepare(ws) if want else prepare_status(ws)
+    with as_lab():  # the lab's own set-up, whoever's session opened it first
+        seed_workspace(open_store(ws.db_path))
+        want = prepare and os.environ.get("DPO_LAB_NO_PREPARE") != "1"
+        status = start_prepare(ws) if want else prepare_status(ws)
     return {"workspace": str(ws.home), "prepare": status}

@@ -115,6 +115,10 @@ class Store:
             conn.execute("INSERT INTO settings(key, value) VALUES(?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
 
+    def delete_setting(self, key: str) -> None:
+        with self.write() as conn:
+            conn.execute("DELETE FROM settings WHERE key=?", (key,))
+
     def close(self) -> None:
         with self._lock:
             self.conn.close()

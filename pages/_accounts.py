@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import streamlit as st
 from streamlit.errors import StreamlitSecretNotFoundError
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from dpo_core.annotation.accounts import (
     LOCAL_OWNER,
@@ -23,7 +24,7 @@ from dpo_core.annotation.accounts import (
     oidc_login,
     session_account,
 )
-from pages._widgets import ensure_routed, errors_shown, store
+from pages._widgets import ensure_routed, errors_shown, logged_in, store
 
 TOKEN = "_annotation_token"
 REFUSED = "_oidc_refused"  # why the provider's identity opened no lab session
@@ -48,6 +49,17 @@ def signed_in_account() -> Account | None:
         st.session_state[REFUSED] = f"{exc.message}\n\n**Fix:** {exc.fix}"
         return None
     return session_account(store(), st.session_state[TOKEN])
+
+
+def acting_account() -> Account | None:
+    """The account acting in this script run, for the library's owner checks
+    (`dpo_core/access.py`): the session's, None before a sign-in or the lab's password; the lab
+    itself (as owner) in threads that belong to no session."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return LOCAL_OWNER
+    if not logged_in():
+        return None
+    return signed_in_account()
 
 
 def oidc_providers() -> list[str | None]:

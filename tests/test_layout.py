@@ -16,7 +16,7 @@ PACKAGE = REPO / "dpo_core"
 # Lower layers never import higher ones; a module may import its own package and lower layers.
 LAYERS = [
     ("errors",),
-    ("workspace", "device", "fields", "recipes", "formats", "hub", "demo"),
+    ("access", "workspace", "device", "fields", "recipes", "formats", "hub", "demo"),
     ("migrations",),
     ("store",),
     ("cluster",),

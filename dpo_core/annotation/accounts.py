@@ -14,7 +14,8 @@ from typing import Literal
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..errors import DataError, DPOLabError, NotFoundError
+from ..access import AccessError
+from ..errors import DataError, NotFoundError
 from ..store import Store, now
 
 Role = Literal["owner", "annotator", "viewer"]
@@ -26,10 +27,6 @@ LOCKOUT_S = 15 * 60
 MIN_PASSWORD = 8
 OIDC = "oidc"  # the password_hash of an account that signs in through the OIDC provider only
 _hasher = PasswordHasher()
-
-
-class AccessError(DPOLabError):
-    """The account acting may not do this (a role check in the library, not only in pages)."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..access import require_owner
 from ..data.datasets import (
     Pair,
     create_dataset,
@@ -109,6 +110,7 @@ def preview(config: dict | GenerateConfig, n: int = 3, store: Store | None = Non
 
 def start_build(store: Store, config: dict | GenerateConfig) -> str:
     """Check the config and prompts here (fast errors), then run the build as a background job."""
+    require_owner("start runs and jobs")
     cfg = config if isinstance(config, GenerateConfig) else GenerateConfig.from_dict(config)
     check_output(store, cfg)
     load_prompts(store, cfg)

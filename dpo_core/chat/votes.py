@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..access import require_owner
 from ..data.datasets import Pair, create_dataset, get_dataset, insert_pair, insert_pairs
 from ..errors import ConfigError, DataError, NotFoundError
 from ..formats import PromptFormat
@@ -114,6 +115,7 @@ def import_space_votes(store: Store, path: str | Path, dataset: str,
     not preferences (ties, both bad) are left out and counted; a malformed line stops the import
     with its line number, and nothing is written (one transaction).
     """
+    require_owner("import data")
     pairs, skipped, seen = [], {"identical": 0, "duplicate": 0, "not a preference": 0}, set()
     for number, record in _vote_lines(Path(path)):
         if record.get("verdict") not in ("left", "right"):

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..access import require_owner
 from ..errors import DataError, NotFoundError
 from ..formats import Messages, as_messages
 from ..store import Store, dumps, now
@@ -275,6 +276,7 @@ def update_recipe(store: Store, dataset_id: int, **changes) -> dict:
 def delete_dataset(store: Store, name_or_id: str | int) -> None:
     """Delete a dataset and its pairs and edit history; datasets made from it keep its name as
     their parent's."""
+    require_owner("delete datasets")
     ds = get_dataset(store, name_or_id)
     with store.write() as conn:
         for table in ("pair_keys", "pair_bands", "check_hits", "check_state"):  # checks.py's

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from ..access import require_owner
 from ..errors import ConflictError, DataError, NotFoundError
 from ..formats import as_messages
 from ..store import Store, dumps, now
@@ -119,6 +120,7 @@ def swap_pair(store: Store, pair_id: int, expected_version: int, actor: str = ""
 
 def delete_pair(store: Store, pair_id: int, expected_version: int, actor: str = "",
                 dataset_id: int | None = None) -> Pair:
+    require_owner("delete pairs")
     return update_pair(store, pair_id, {"deleted": True}, expected_version, actor, "delete",
                        dataset_id)
 

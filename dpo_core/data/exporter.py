@@ -8,6 +8,7 @@ import os
 import re
 from pathlib import Path
 
+from ..access import require_owner
 from ..errors import DataError
 from ..store import Store, dumps
 from .datasets import get_dataset, iter_pairs
@@ -25,6 +26,7 @@ def export_pairs(store: Store, dataset: str | int, path: str | Path, format: str
     Conversations are written as their message lists (CSV cells: their JSON), and the extra
     columns an import kept follow prompt, chosen and rejected, so a file comes back as it came
     in. Pairs are read and written a batch at a time."""
+    require_owner("export data")
     ds = get_dataset(store, dataset)
     path = Path(path)
     fmt = format or {".jsonl": "jsonl", ".parquet": "parquet", ".csv": "csv"}.get(
@@ -124,6 +126,7 @@ def unguard_cell(value: str) -> str:
 def push_dataset(store: Store, dataset: str | int, repo_id: str, token: str | None = None,
                  private: bool = True) -> str:
     """Push the live pairs (TRL shape, one split per split) to a Hugging Face hub dataset repo."""
+    require_owner("export data")
     token = token or os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     if not token:
         raise DataError("No Hugging Face token: pushing to the hub needs one.",

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..access import require_owner
 from ..errors import DataError
 from ..store import Store, now
 from .datasets import Dataset, check_new_name, create_dataset, get_dataset
@@ -78,6 +79,7 @@ def import_pairs(store: Store, source, *, dataset: str, format: str = "auto",
     """Read `source` (a path, a hub id or a list of dicts) row by row and write all its pairs in
     one transaction; bad rows refuse the file, or with bad_rows="skip" are reported.
     `progress(fraction, message)` hears how far the reading is."""
+    require_owner("import data")
     started, progress = now(), progress or no_progress
     if format not in FORMATS:
         raise DataError(f"Unknown format '{format}'.", f"Use one of: {', '.join(FORMATS)}.")

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..access import require_owner
 from ..errors import ConfigError, DataError
 from ..store import Store
 from .datasets import Dataset, Pair, create_dataset, get_dataset, insert_pairs
@@ -255,6 +256,7 @@ def import_transcripts(store: Store, paths: Sequence[str | Path], *, dataset: st
                        seed: int = 0, child: str = "CHI", clean: Iterable[str] = (),
                        split: str = "train") -> tuple[Dataset, PairBuild]:
     """Transcript files -> minimal pairs in a new dataset (CHILDES format), with the recipe."""
+    require_owner("import data")
     clean = check_clean_ups(clean)
     if not paths:
         raise DataError("No transcript files given.", "Pass one or more .cha or .txt files.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..access import require_owner
 from ..data.datasets import get_dataset
 from ..errors import ConfigError, DataError
 from ..jobs.lifecycle import start_job
@@ -121,6 +122,7 @@ def start_evaluation(store: Store, models: Sequence[str], dataset: str | int | N
                      split: str | None = "eval", methods: Sequence[str] = ("mean-logp",),
                      **options) -> str:
     """Validate and start an evaluation job; returns the job id (its evals carry it)."""
+    require_owner("start runs and jobs")
     cfg = evaluation_config(models, dataset, split, methods, **options)
     _check_config(store, cfg)
     name = "eval " + " vs ".join(cfg["models"])

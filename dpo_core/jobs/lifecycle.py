@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..access import require_owner
 from ..errors import ConfigError, DPOLabError, JobError
 from ..store import Store, dumps, now
 from ..workspace import Workspace, get_workspace
@@ -93,6 +94,7 @@ def start_job(store: Store, kind: str, config: dict, target: str, name: str = ""
     is submitted there at once, reporting through the channel; a refusal leaves no row);
     `channel` makes a local job report through it too; `sink` applies its data events.
     """
+    require_owner("start runs and jobs")
     extra = {"result_json": dumps(result)} if result else {}
     owned_dir = run_dir is None or not run_dir.exists() or run_dir.name == job_id
     job_id = job_id or new_job_id(kind)
@@ -345,6 +347,7 @@ def cancel_job(store: Store, job_id: str, timeout: float = CANCEL_TIMEOUT_S,
     """Stop a job: a queued one at once; a running one gets SIGTERM (it finishes its step or
     chunk, saves, and exits cancelled), then SIGKILL after `timeout`. A finished job is
     returned as it is."""
+    require_owner("cancel runs and jobs")
     job = job_status(store, job_id, noun)
     if slurm_jobs.is_slurm(job) and job["status"] in ACTIVE:
         slurm_jobs.cancel(store, find_row(store, job["id"]), timeout, wait)

@@ -8,6 +8,7 @@ import secrets
 import socket
 import time
 
+from ..access import require_owner
 from ..errors import NotFoundError
 from ..store import Store, dumps, now
 
@@ -153,9 +154,10 @@ def finish(store: Store, job_id: str, status: str, *, only_active: bool = True, 
 def delete_job(store: Store, job_id: str) -> None:
     """Remove a job's row and the offset the lab kept in its channel (its folder is the
     caller's to remove)."""
+    require_owner("delete runs and jobs")
     with store.write() as conn:
         conn.execute("DELETE FROM runs WHERE id=?", (job_id,))
-        conn.execute("DELETE FROM settings WHERE key=?", (offset_key(job_id),))
+        store.delete_setting(offset_key(job_id))  # the same transaction (writes nest)
 
 
 def offset_key(job_id: str) -> str:

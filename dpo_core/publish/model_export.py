@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from ..access import require_owner
 from ..errors import JobError
 from ..models import FORMAT_FILE, RUN_MODEL_FILE, resolve_model
 from ..store import Store
@@ -19,6 +20,7 @@ from ..workspace import get_workspace
 def export_run(store: Store, run_id: str, *, merge: bool = True, out: str | Path | None = None,
                push_to: str | None = None) -> dict:
     """Write the run's model to `out` (default exports/<run-id>); returns {path, merged, pushed}."""
+    require_owner("export models")
     run = get_run(store, run_id)
     final = Path(run["run_dir"] or "") / "final"
     if run["status"] != "completed" or not final.is_dir():
@@ -80,6 +82,7 @@ run `{run['id']}`, {run['step']} optimizer steps.
 
 def push(folder: Path, repo_id: str) -> str:
     """Upload the folder to a hub model repo (needs network and a token)."""
+    require_owner("export models")
     try:
         from huggingface_hub import HfApi
 

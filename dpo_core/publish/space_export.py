@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import demo
+from ..access import require_owner
 from ..data.datasets import pair_texts
 from ..demo.config import BASE_ENV, CONFIG_FILE, DemoConfig, Limits, write_config
 from ..errors import ConfigError, DPOLabError, ModelError
@@ -81,6 +82,7 @@ def export_space(store_or_workspace: Store | Workspace | None, run_id: str, out_
     By default a `builtin:tiny` or local-folder base is copied in, and the default builtin base
     becomes its hub id (the Space downloads it); `copy_base=True` always copies.
     """
+    require_owner("export Spaces")
     store, ws = _store_and_workspace(store_or_workspace)
     run = _completed_run(store, run_id)
     final = Path(run["run_dir"] or ws.runs / run["id"]) / "final"
@@ -368,6 +370,7 @@ a file holds {config.limits.max_votes} lines.
 def push_space(out_dir: str | Path, repo_id: str, token: str | None = None,
                private: bool = False) -> str:
     """Create (or reuse) a gradio Space and upload the folder; returns the Space URL."""
+    require_owner("export Spaces")
     from huggingface_hub import HfApi, get_token
 
     token = token or os.environ.get("HF_TOKEN") or get_token()

@@ -10,6 +10,7 @@ import secrets
 import time
 from pathlib import Path
 
+from ..access import require_owner
 from ..cluster.targets import LOCAL, get_target
 from ..errors import ConfigError, JobError, NotFoundError
 from ..jobs.lifecycle import job_status, start_job
@@ -88,6 +89,7 @@ def list_trials(store: Store, sweep_id: str) -> list[dict]:
 def create_sweep(store: Store, cfg: SweepConfig) -> str:
     """Validate and insert a sweep (not started); returns its id. A relative base recipe path is
     made absolute here: the sweep's job runs in its own folder."""
+    require_owner("start sweeps")
     if isinstance(cfg.base, str) and cfg.base and not Path(cfg.base).is_absolute():
         cfg = dataclasses.replace(cfg, base=str(Path(cfg.base).resolve()))
     validate_sweep(cfg)
@@ -126,6 +128,7 @@ def set_sweep(store: Store, sweep_id: str, **cols) -> None:
 
 def pause_sweep(store: Store, sweep_id: str) -> dict:
     """Stop the sweep after its current run (that run finishes and is recorded)."""
+    require_owner("pause sweeps")
     sweep = get_sweep(store, sweep_id)
     if sweep["status"] not in ("running", "pausing"):
         raise JobError(f"Sweep {sweep['id']} is {sweep['status']}, not running.",
@@ -136,6 +139,7 @@ def pause_sweep(store: Store, sweep_id: str) -> dict:
 
 def resume_sweep(store: Store, sweep_id: str) -> dict:
     """Start a new job for a paused or stopped sweep with budget left."""
+    require_owner("resume sweeps")
     sweep = _own(get_sweep(store, sweep_id))
     if sweep["status"] in ("running", "pausing"):
         raise JobError(f"Sweep {sweep['id']} is {sweep['status']}.",
@@ -150,6 +154,7 @@ def resume_sweep(store: Store, sweep_id: str) -> dict:
 
 def extend_sweep(store: Store, sweep_id: str, budget: int, start: bool = True) -> dict:
     """Raise the budget to `budget` runs; a finished sweep starts again (unless start=False)."""
+    require_owner("extend sweeps")
     sweep = _own(get_sweep(store, sweep_id))
     old = sweep["config"]["budget"]
     if budget <= old:

@@ -12,6 +12,7 @@ import csv
 import math
 from pathlib import Path
 
+from ..access import require_owner
 from ..errors import DataError
 from ..jobs.rows import insert_job, new_job_id
 from ..store import Store, dumps, now
@@ -46,6 +47,7 @@ def is_runs_table(path: str | Path) -> bool:
 def import_sweep_export(store: Store, path: str | Path, name: str | None = None) -> dict:
     """Store every row of a W&B runs table as a read-only run and trial of one new sweep;
     returns {sweep_id, name, runs, best}."""
+    require_owner("import sweeps")
     path = Path(path)
     rows = list(csv.DictReader(text_of(path).splitlines()))
     if not rows:

@@ -22,6 +22,7 @@ import json
 import math
 from pathlib import Path
 
+from ..access import require_owner
 from ..errors import DataError
 from ..jobs.rows import insert_job, new_job_id
 from ..store import Store, now
@@ -37,6 +38,7 @@ Record = tuple[int, dict[str, float | None]]
 
 def import_training_log(store: Store, path: str | Path, name: str | None = None) -> str:
     """Read a training log and store it as a completed, read-only run; returns the run id."""
+    require_owner("import training logs")
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Training log {path} does not exist.", f"Pass a file: {FORMATS}.")

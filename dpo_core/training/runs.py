@@ -13,6 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..access import require_owner
 from ..data.datasets import dataset_version, get_dataset
 from ..device import detect_device
 from ..errors import DPOLabError, JobError
@@ -38,6 +39,7 @@ def start_run(store: Store, cfg: RunConfig, workspace: Workspace | None = None, 
               launch: bool = True) -> str:
     """Validate, plan the execution, freeze runs/<id>/ with the planned (concrete) config and
     queue the run (it starts when a slot is free)."""
+    require_owner("start runs and jobs")
     ws = workspace or get_workspace()
     device = detect_device()
     validate(cfg, device, store, ws)
@@ -182,6 +184,7 @@ def wait_run(store: Store, run_id: str, poll: float = 1.0, on_tick=None,
 
 def resume_run(store: Store, run_id: str, launch: bool = True) -> dict:
     """Queue a stopped run again from its last complete checkpoint (from scratch if none)."""
+    require_owner("resume runs")
     run = get_run(store, run_id)
     if run["status"] in ACTIVE or run["status"] == "completed" or run["kind"] != KIND:
         raise JobError(f"Run {run['id']} is {run['status']}.",

@@ -149,7 +149,7 @@ def trainer_class(cfg, run_dir: Path, cache_root: Path):
 
         def _precompute_ref_logps(self, dataset, name, batch_size):
             if not use_cache or name not in SPLIT_FILES:
-                return super()._precompute_ref_logps(dataset, name, batch_size)
+                return self._by_length(dataset, name, batch_size)
             dtype = str(next(self.model.parameters()).dtype)
             path = cache_path(cache_root, run_key(run_dir, name, cfg, dtype,
                                                   self.args.truncation_mode, self.args.ld_alpha))
@@ -158,11 +158,29 @@ def trainer_class(cfg, run_dir: Path, cache_root: Path):
                 print(f"reference log-probs for {name}: cache hit {path.name}", flush=True)
                 return dataset.add_column("ref_chosen_logps", cached[0]) \
                     .add_column("ref_rejected_logps", cached[1])
-            out = super()._precompute_ref_logps(dataset, name, batch_size)
+            out = self._by_length(dataset, name, batch_size)
             if self.accelerator.is_main_process:
                 write_cache(path, [float(x) for x in out["ref_chosen_logps"]],
                             [float(x) for x in out["ref_rejected_logps"]])
                 print(f"reference log-probs for {name}: cached as {path.name}", flush=True)
             return out
+
+        def _by_length(self, dataset, name, batch_size):
+            """TRL's reference pass in batches of similar lengths (in the dataset's order each
+            batch pads to its longest pair), the values put back in the dataset's order: the
+            training batches are the same as without the precompute."""
+            columns = ("prompt_ids", "chosen_ids", "rejected_ids")
+            if not all(c in dataset.column_names for c in columns):
+                return super()._precompute_ref_logps(dataset, name, batch_size)
+            lengths = [len(p) + max(len(c), len(r)) for p, c, r in
+                       zip(*(dataset[c] for c in columns), strict=True)]
+            order = sorted(range(len(lengths)), key=lengths.__getitem__)
+            done = super()._precompute_ref_logps(dataset.select(order), name, batch_size)
+            chosen, rejected = [0.0] * len(order), [0.0] * len(order)
+            for i, c, r in zip(order, done["ref_chosen_logps"], done["ref_rejected_logps"],
+                               strict=True):
+                chosen[i], rejected[i] = c, r
+            return dataset.add_column("ref_chosen_logps", chosen) \
+                .add_column("ref_rejected_logps", rejected)
 
     return CachedRefDPOTrainer

@@ -8,6 +8,10 @@ files, the frozen pairs file of the split, the prompt format, the truncation set
 (max_length, max_prompt_length, too_long), the weights' dtype and the precision. Any change gives
 another key, so stale values are never read; the same run resumed, another epoch or a sweep's
 next trial on the same pairs reads them back. Files: workspace/cache/ref_logps/<key>.jsonl.
+
+Whenever the reference is precomputed (cache or not), the pass runs in batches of similar
+lengths and TRL's hash of every weight (only used to name its temporary file) is replaced by
+the key above.
 """
 
 from __future__ import annotations

@@ -19,6 +19,8 @@ from pages._widgets import ensure_routed, errors_shown, store
 
 def people_section(actor) -> None:
     """The lab's accounts, and the forms that add and disable them (owners only)."""
+    if said := st.session_state.pop("annotate_people_said", None):
+        st.success(said)
     people = list_accounts(store())
     if people:
         st.dataframe(pd.DataFrame([{"name": a.name, "role": a.role,
@@ -39,7 +41,8 @@ def people_section(actor) -> None:
     if added:
         with errors_shown():
             made = add_account(store(), actor, name, None if oidc else password, role, oidc=oidc)
-            st.success(f"Added {made.name} ({made.role}).")
+            st.session_state["annotate_people_said"] = f"Added {made.name} ({made.role})."
+            st.rerun()  # the table and the lists above show the new account
     live = [a.name for a in people if not a.disabled and a.name != actor.name]
     if live:
         cols = st.columns([3, 1])

@@ -176,6 +176,7 @@ def test_an_owner_adds_and_disables_accounts_on_the_people_section(lab):
     button(at, "Add account").click().run()
     assert not at.exception and "Added cy@uni.edu (annotator)." in at.success[0].value
     assert get_account(store, "cy@uni.edu").oidc
+    assert at.dataframe[0].value["name"].tolist() == ["boss", "ann", "cy@uni.edu"]
     at.selectbox(key="annotate_disable_who").set_value("ann")
     at.button(key="annotate_disable").click().run()
     assert get_account(store, "ann").disabled

@@ -5,12 +5,10 @@ fragment makes the call, and a refusal changes nothing. The command line and job
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from dpo_core import access
-from dpo_core.annotation.accounts import AccessError, get_account, login
+from dpo_core.annotation.accounts import AccessError, login
 from dpo_core.builders.job import start_build
 from dpo_core.chat.votes import import_space_votes
 from dpo_core.data.datasets import delete_dataset, get_dataset
@@ -132,4 +130,3 @@ def test_the_app_asks_the_sessions_account(lab):
     owner.session_state["_annotation_token"] = login(store, "boss", PASSWORD)
     owner.run()
     assert [s.value for s in owner.success] == ["deleted"]
-    assert json.dumps(get_account(store, "boss").__dict__)
